@@ -1,0 +1,112 @@
+"""`rlcore bench`: updates/s of an agent's update, rlcore's loop beside a reference loop.
+
+Both loops run the same agent math on the same device in the same process:
+  rlcore     indices drawn on the device, metrics kept on the device (one sync at the end);
+  reference  the straightforward way (as CORL writes it): indices and batch gathered on the
+             CPU with numpy, copied to the device each step, every metric read with .item().
+Synthetic data with the env's observation and action sizes; the numbers are throughput only.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from rlcore.agent import Spec
+from rlcore.buffer import KEYS, Buffer
+from rlcore.config import load_config, resolve_device
+from rlcore.fileio import atomic_write_text
+from rlcore.trainer import build_agent
+
+
+def synthetic_arrays(n: int, obs_dim: int, action_dim: int, seed: int = 0) -> dict:
+    rng = np.random.default_rng(seed)
+    return {"observations": rng.standard_normal((n, obs_dim), dtype=np.float32),
+            "actions": rng.uniform(-1, 1, (n, action_dim)).astype(np.float32),
+            "rewards": rng.standard_normal(n, dtype=np.float32),
+            "next_observations": rng.standard_normal((n, obs_dim), dtype=np.float32),
+            "terminals": (rng.random(n) < 0.001).astype(np.float32),
+            "timeouts": (np.arange(n) % 1000 == 999).astype(np.float32)}
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_rlcore(agent, buffer, batch_size, updates, warmup, device) -> float:
+    for _ in range(warmup):
+        agent.update(agent.sample(buffer, batch_size))
+    _sync(device)
+    start = time.perf_counter()
+    metrics = {}
+    for _ in range(updates):
+        metrics = agent.update(agent.sample(buffer, batch_size))
+    torch.stack(list(metrics.values())).cpu()
+    _sync(device)
+    return updates / (time.perf_counter() - start)
+
+
+def time_reference(agent, arrays, batch_size, updates, warmup, device) -> float:
+    from tensordict import TensorDict
+    rng = np.random.default_rng(0)
+    n = len(arrays["rewards"])
+
+    def step() -> None:
+        idx = rng.integers(0, n, batch_size)
+        batch = TensorDict({k: torch.tensor(arrays[k][idx], device=device) for k in KEYS},
+                           batch_size=[batch_size])
+        for value in agent.update(batch).values():
+            value.item()
+
+    for _ in range(warmup):
+        step()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(updates):
+        step()
+    _sync(device)
+    return updates / (time.perf_counter() - start)
+
+
+def run_bench(overrides: list[str]) -> dict:
+    cfg = load_config(overrides)
+    device = resolve_device(cfg.device)
+    b = cfg.bench
+    env = gym.make(cfg.env.gym_id)
+    obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
+    env.close()
+    arrays = synthetic_arrays(b.transitions, obs_dim, action_dim)
+    spec = Spec(obs_dim, action_dim)
+    rows = []
+    for label, timer in (("reference (numpy sampling, .item() per step)", "reference"),
+                         ("rlcore (device sampling, no sync)", "rlcore")):
+        torch.manual_seed(0)
+        agent = build_agent(cfg, spec, device)
+        if timer == "rlcore":
+            buffer = Buffer(obs_dim, action_dim, b.transitions, device)
+            buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
+            ups = time_rlcore(agent, buffer, cfg.agent.batch_size, b.updates, b.warmup, device)
+        else:
+            ups = time_reference(agent, arrays, cfg.agent.batch_size, b.updates, b.warmup, device)
+        rows.append({"loop": label, "updates_per_s": ups})
+    base = rows[0]["updates_per_s"]
+    for row in rows:
+        row["ratio"] = row["updates_per_s"] / base
+    result = {"agent": cfg.agent.name, "env": cfg.env.name, "batch_size": cfg.agent.batch_size,
+              "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
+              "cpu": platform.processor() or platform.machine(),
+              "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+              "updates": b.updates, "rows": rows}
+    print(f"{cfg.agent.name} on {device} (torch {torch.__version__}), batch {cfg.agent.batch_size}, "
+          f"{b.updates} timed updates after {b.warmup} warm-up")
+    print(f"{'loop':<48} {'updates/s':>10} {'ratio':>7}")
+    for row in rows:
+        print(f"{row['loop']:<48} {row['updates_per_s']:>10.1f} {row['ratio']:>7.2f}")
+    atomic_write_text(b.out, json.dumps(result, indent=2))
+    print(f"saved {b.out}")
+    return result

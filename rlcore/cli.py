@@ -1,0 +1,150 @@
+"""`rlcore`: train, eval, list, bench. Overrides use Hydra's syntax (`key=value`, `-m a=1,2`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rlcore.errors import UserError
+
+EPILOG = """examples:
+  rlcore train agent=odice env=hopper
+  rlcore train agent=odice env=hopper env.dataset=/data/hopper_medium-v2.hdf5 seed=3
+  rlcore train -m agent=odice env=hopper seed=0,1,2 trainer.steps=100000
+  rlcore train resume=runs/odice/hopper-pd-noisy/seed0-20261122-101500
+  rlcore eval runs/odice/hopper-pd-noisy/seed0-20261122-101500 --episodes 20
+  rlcore list
+  rlcore bench agent=odice device=cpu
+"""
+
+
+def results_table(results) -> str:
+    """agent | dataset | seed | steps | last | best, plus mean +- std over seeds per group."""
+    header = f"{'agent':<10} {'dataset':<24} {'seed':>6} {'steps':>9} {'last score':>11} {'best score':>11}"
+    lines = [header, "-" * len(header)]
+    for r in results:
+        lines.append(f"{r.agent:<10} {r.dataset:<24} {r.seed:>6} {r.steps:>9} "
+                     f"{r.last_score:>11.1f} {r.best_score:>11.1f}")
+    groups: dict[tuple, list] = {}
+    for r in results:
+        groups.setdefault((r.agent, r.dataset), []).append(r)
+    for (agent, dataset), rs in groups.items():
+        if len(rs) > 1:
+            last, best = np.array([r.last_score for r in rs]), np.array([r.best_score for r in rs])
+            lines.append(f"{agent:<10} {dataset:<24} {'n=' + str(len(rs)):>6} {'':>9} "
+                         f"{last.mean():>5.1f}±{last.std():<5.1f} {best.mean():>5.1f}±{best.std():<5.1f}")
+    refs = sorted({r.reference for r in results})
+    lines.append(f"D4RL normalized score = 100 (R - ref_min) / (ref_max - ref_min); "
+                 f"reference: {', '.join(refs)}")
+    return "\n".join(lines)
+
+
+def cmd_train(args) -> int:
+    from rlcore.config import apply_overrides, expand_sweeps, load_config
+    from rlcore.trainer import train
+
+    resume = [o for o in args.overrides if o.startswith("resume=")]
+    if resume:
+        from omegaconf import OmegaConf
+        run_dir = Path(resume[-1].split("=", 1)[1])
+        if not (run_dir / "config.yaml").exists():
+            raise UserError(f"resume={run_dir}: no config.yaml there; give a run folder "
+                            "made by `rlcore train`")
+        cfg = OmegaConf.load(run_dir / "config.yaml")
+        cfg = apply_overrides(cfg, [o for o in args.overrides if not o.startswith("resume=")])
+        cfg.resume = str(run_dir)
+        jobs = [cfg]
+    elif args.multirun:
+        jobs = [load_config(job) for job in expand_sweeps(args.overrides)]
+    else:
+        jobs = [load_config(args.overrides)]
+    results = []
+    for i, cfg in enumerate(jobs):
+        if len(jobs) > 1:
+            print(f"[job {i + 1}/{len(jobs)}] seed={cfg.seed} agent={cfg.agent.name} "
+                  f"dataset={cfg.env.dataset}", file=sys.stderr)
+        results.append(train(cfg))
+    print(results_table(results))
+    for r in results:
+        print(f"run folder: {r.run_dir}  (config.yaml, metrics.jsonl, curve.png, checkpoints/)")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from rlcore.evaluate_run import evaluate_run
+    result = evaluate_run(Path(args.run_dir), args.episodes, args.checkpoint, args.device, args.seed)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def cmd_list(args) -> int:
+    from rlcore.config import group_options
+    from rlcore.datasets import cache_path, data_dir
+    from rlcore.registry import AGENTS, DATASETS
+    what = args.what
+    if what in ("all", "agents"):
+        print("agents:   " + ", ".join(AGENTS.names()))
+    if what in ("all", "envs"):
+        print("envs:     " + ", ".join(group_options("env")))
+    if what in ("all", "datasets"):
+        print(f"datasets (generated here, cached in {data_dir()}):")
+        for name in DATASETS.names():
+            recipe = DATASETS.get(name)
+            cached = sorted(data_dir().glob(f"{name}-n*-s*.hdf5"))
+            state = f"cached: {', '.join(p.name for p in cached)}" if cached else "not made yet"
+            print(f"  {name:<22} {recipe.gym_id:<15} {recipe.description}  [{state}]")
+        print("  or any D4RL-format .hdf5 file: env.dataset=/path/to/file.hdf5")
+    return 0
+
+
+def cmd_bench(args) -> int:
+    from rlcore.bench import run_bench
+    run_bench(args.overrides)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rlcore", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Offline and goal-conditioned RL: train agents on D4RL-style datasets and "
+                    "report D4RL normalized scores.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    p = sub.add_parser("train", help="train an agent (Hydra-style overrides)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG)
+    p.add_argument("-m", "--multirun", action="store_true", help="sweep over comma-separated values")
+    p.add_argument("overrides", nargs="*", help="key=value, e.g. agent=odice env=hopper seed=3")
+    p.set_defaults(func=cmd_train)
+    p = sub.add_parser("eval", help="re-evaluate a run's checkpoint")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int, default=None, help="default: the run's eval_episodes")
+    p.add_argument("--checkpoint", default=None, help="default: the run's newest checkpoint")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--seed", type=int, default=12345, help="evaluation env seed")
+    p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("list", help="list agents, envs and datasets")
+    p.add_argument("what", nargs="?", default="all", choices=["all", "agents", "envs", "datasets"])
+    p.set_defaults(func=cmd_list)
+    p = sub.add_parser("bench", help="updates/s of an agent's update (a benchmark, not a test)")
+    p.add_argument("overrides", nargs="*", help="agent=odice device=cpu bench.batch_size=256 ...")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        return args.func(args)
+    except UserError as exc:
+        print(f"rlcore: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

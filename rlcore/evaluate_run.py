@@ -1,0 +1,41 @@
+"""`rlcore eval <run dir>`: rebuild a run's agent from its checkpoint and evaluate it."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from rlcore.agent import Spec
+from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+from rlcore.config import resolve_device
+from rlcore.errors import UserError
+from rlcore.fileio import atomic_write_text
+from rlcore.scores import Reference
+from rlcore.trainer import build_agent, make_evaluator
+
+
+def evaluate_run(run_dir: Path, episodes: int | None = None, checkpoint: str | None = None,
+                 device: str = "auto", seed: int = 12345) -> dict:
+    if not (run_dir / "config.yaml").exists():
+        raise UserError(f"{run_dir} is not a run folder (no config.yaml)")
+    path = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
+    if path is None or not path.exists():
+        raise UserError(f"no checkpoint found in {run_dir / 'checkpoints'}")
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    dev = resolve_device(device)
+    state = load_checkpoint(path, dev)
+    agent = build_agent(cfg, Spec(**state["spec"]), dev)
+    agent.load_state_dict(state["agent"])
+    reference = Reference(**state["reference"])
+    evaluator = make_evaluator(cfg, episodes or cfg.trainer.eval_episodes, reference, dev,
+                               agent.spec.obs_dim)
+    try:
+        result = evaluator(agent, seed)
+    finally:
+        evaluator.close()
+    result = {"run_dir": str(run_dir), "checkpoint": path.name, "step": state["step"],
+              "agent": cfg.agent.name, "dataset": str(cfg.env.dataset), "seed": seed,
+              "reference": reference.source, **result}
+    atomic_write_text(run_dir / f"eval-{path.stem}.json", json.dumps(result, indent=2))
+    return result

@@ -1,0 +1,39 @@
+"""The learning-curve figure of a run: D4RL score per evaluation, and the training losses."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from rlcore.fileio import atomic_write  # noqa: E402
+
+
+def plot_run(rows: list[dict], path: Path, title: str) -> Path:
+    evals = [r for r in rows if r["kind"] == "eval"]
+    train = [r for r in rows if r["kind"] == "train"]
+    losses = [k for k in (train[0] if train else {}) if k.endswith("_loss")]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    ax = axes[0]
+    if evals:
+        steps = [r["step"] for r in evals]
+        mean = [r["score_mean"] for r in evals]
+        std = [r["score_std"] for r in evals]
+        ax.plot(steps, mean, marker="o", ms=3)
+        ax.fill_between(steps, [m - s for m, s in zip(mean, std)],
+                        [m + s for m, s in zip(mean, std)], alpha=0.25)
+    ax.set(xlabel="updates", ylabel="D4RL normalized score", title=title)
+    ax.grid(alpha=0.3)
+    ax = axes[1]
+    for key in losses:
+        ax.plot([r["step"] for r in train], [r[key] for r in train], label=key)
+    ax.set(xlabel="updates", ylabel="loss (mean over log interval)", title="training losses")
+    if losses:
+        ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path

@@ -1,0 +1,189 @@
+"""The training loop every offline agent shares.
+
+Each step: sample on the device -> agent.update -> metrics summed on the device. Every
+`log_every` steps the sums are read once (the only host sync), every `eval_every` steps the
+policy is evaluated, every `checkpoint_every` steps the whole state is saved atomically.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm.auto import tqdm
+
+from rlcore.agent import Agent, Spec
+from rlcore.buffer import Buffer
+from rlcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlcore.config import resolve_device
+from rlcore.data import DatasetError, OfflineDataset
+from rlcore.datasets import load_dataset
+from rlcore.evaluation import Evaluator
+from rlcore.fileio import atomic_write_text
+from rlcore.logger import RunLogger, read_metrics, truncate_metrics
+from rlcore.plot import plot_run
+from rlcore.preprocess import transform_rewards
+from rlcore.registry import AGENTS
+from rlcore.scores import Reference, reference_for
+
+
+@dataclass
+class Setup:
+    """Everything one run trains with: agent, buffer (preprocessed data) and score reference."""
+    cfg: DictConfig
+    device: torch.device
+    agent: Agent
+    buffer: Buffer
+    dataset: OfflineDataset
+    reference: Reference
+
+    def evaluator(self, episodes: int | None = None) -> Evaluator:
+        return make_evaluator(self.cfg, episodes or self.cfg.trainer.eval_episodes,
+                              self.reference, self.device, self.dataset.obs_dim)
+
+    def evaluate(self, episodes: int | None = None, seed: int = 0) -> dict:
+        evaluator = self.evaluator(episodes)
+        try:
+            return evaluator(self.agent, seed)
+        finally:
+            evaluator.close()
+
+
+def make_evaluator(cfg, episodes, reference, device, obs_dim) -> Evaluator:
+    gym_kwargs = cfg.env.get("gym_kwargs")
+    evaluator = Evaluator(cfg.env.gym_id, episodes, reference, device,
+                          OmegaConf.to_container(gym_kwargs) if gym_kwargs else {})
+    if evaluator.obs_dim != obs_dim:
+        evaluator.close()
+        raise DatasetError(f"dataset {cfg.env.dataset!r} has {obs_dim}-dim observations but "
+                           f"{cfg.env.gym_id} (env={cfg.env.name}) has {evaluator.obs_dim}; "
+                           "pick the env the dataset was recorded in")
+    return evaluator
+
+
+def build_agent(cfg: DictConfig, spec: Spec, device: torch.device) -> Agent:
+    return AGENTS.get(cfg.agent.name)(spec, cfg.agent).to(device)
+
+
+def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool = True) -> Setup:
+    """Load the dataset, apply the agent's preprocessing, build agent and buffer."""
+    device = device or resolve_device(cfg.device)
+    dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
+                           cfg.data.dir, progress=progress)
+    torch.manual_seed(cfg.seed)
+    agent = build_agent(cfg, Spec(dataset.obs_dim, dataset.action_dim), device)
+    data = dataset
+    if cfg.agent.get("normalize_obs"):
+        agent.obs_normalizer.fit(data.observations)
+        data = agent.obs_normalizer.apply_numpy(data)
+    reward = (cfg.agent.get("reward") or {}).get(cfg.env.family, "none")
+    data = transform_rewards(data, reward, cfg.env.max_episode_steps)
+    buffer = Buffer.from_dataset(data, device, seed=cfg.seed)
+    return Setup(cfg, device, agent, buffer, dataset, reference_for(cfg.env.score, dataset.metadata))
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    agent: str
+    dataset: str
+    seed: int
+    steps: int
+    last_score: float
+    best_score: float
+    reference: str
+
+
+def default_run_dir(cfg: DictConfig) -> Path:
+    dataset = Path(str(cfg.env.dataset)).stem
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    base = Path(cfg.runs_root) / cfg.agent.name / dataset / f"seed{cfg.seed}-{stamp}"
+    path, i = base, 1
+    while path.exists():
+        path, i = base.with_name(f"{base.name}-{i}"), i + 1
+    return path
+
+
+def train(cfg: DictConfig) -> RunResult:
+    device = resolve_device(cfg.device)
+    run_dir = Path(cfg.resume or cfg.run_dir or default_run_dir(cfg))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = OmegaConf.merge(cfg, {"run_dir": str(run_dir)})
+    atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    t = cfg.trainer
+    setup = prepare(cfg, device, progress=t.progress)
+    agent, buffer = setup.agent, setup.buffer
+    evaluator = setup.evaluator(t.eval_episodes)
+
+    start, evals = 0, []
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None:
+        state = load_checkpoint(checkpoint, device)
+        agent.load_state_dict(state["agent"])
+        buffer.set_rng_state(state["buffer_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if device.type == "cuda" and state.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
+        start, evals = state["step"], state["evals"]
+        truncate_metrics(run_dir, start)
+    elif cfg.resume:
+        print(f"no checkpoint in {run_dir}: starting from step 0")
+
+    def save(step: int) -> None:
+        save_checkpoint(run_dir, step, {
+            "step": step, "agent": agent.state_dict(), "evals": evals,
+            "spec": vars(agent.spec),
+            "reference": vars(setup.reference), "buffer_rng": buffer.rng_state(),
+            "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        }, t.keep_checkpoints)
+
+    logger = RunLogger(run_dir, cfg)
+    title = f"{cfg.agent.name} on {Path(str(cfg.env.dataset)).stem}, seed {cfg.seed}"
+    bar = tqdm(total=t.steps, initial=start, desc=title, unit="upd", disable=not t.progress,
+               dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
+    if evals:
+        bar.set_postfix(score=f"{evals[-1]['score_mean']:.1f}")
+    sums: dict[str, torch.Tensor] = {}
+    count, tick = 0, time.perf_counter()
+    try:
+        for step in range(start + 1, t.steps + 1):
+            metrics = agent.update(agent.sample(buffer, cfg.agent.batch_size))
+            for key, value in metrics.items():
+                sums[key] = sums[key] + value if key in sums else value.clone()
+            count += 1
+            if step % t.log_every == 0 or step == t.steps:
+                means = torch.stack(list(sums.values())).float().div(count).tolist()  # one sync
+                values = dict(zip(sums, means))
+                values["updates_per_s"] = count / (time.perf_counter() - tick)
+                logger.log("train", step, values)
+                sums, count = {}, 0
+            if step % t.eval_every == 0 or step == t.steps:
+                result = evaluator(agent, seed=cfg.seed * 1_000_003 + step)
+                evals.append({"step": step, **result})
+                logger.log("eval", step, result)
+                bar.set_postfix(score=f"{result['score_mean']:.1f}")
+            if step % t.checkpoint_every == 0 or step == t.steps:
+                save(step)
+            if count == 0:
+                tick = time.perf_counter()  # updates/s excludes evaluation and saving
+            bar.update(1)
+    finally:
+        bar.close()
+        logger.close()
+        evaluator.close()
+
+    rows = read_metrics(run_dir)
+    plot_run(rows, run_dir / "curve.png", title)
+    scores = [e["score_mean"] for e in evals]
+    result = RunResult(run_dir, cfg.agent.name, Path(str(cfg.env.dataset)).stem, int(cfg.seed),
+                       int(t.steps), scores[-1] if scores else float("nan"),
+                       max(scores) if scores else float("nan"), setup.reference.source)
+    summary = {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()}
+    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
+    return result

@@ -11,10 +11,10 @@ where f is the Pearson chi-square divergence f(x) = (x - 1)^2, whose convex conj
 f*(y) = y w - (w - 1)^2 with w = max(y/2 + 1, 0), i.e. y + y^2/4 for y > -2 and -1 below.
 
 The gradient of the f* term has a forward part (through V(s)) and a backward part (through
-V(s')). Three rules are selectable (`gradient`):
-  semi        forward only: delta_f = r + gamma Vbar(s') - V(s), Vbar the EMA target;
-  true        both parts: delta = r + gamma V(s') - V(s);
-  orthogonal  O-DICE: g_f = grad lam E f*(delta_f),  g_b = grad lam eta E f*(delta_b) with
+V(s')). Three rules are selectable (`gradient`, named as the authors' `--type`):
+  semi_g      forward only: delta_f = r + gamma Vbar(s') - V(s), Vbar the EMA target;
+  true_g      both parts: delta = r + gamma V(s') - V(s);
+  orthogonal_true_g (O-DICE): g_f = grad lam E f*(delta_f), g_b = grad lam eta E f*(delta_b),
               delta_b = r + gamma V(s') - Vbar(s), and the backward part projected onto the
               normal plane of the forward one:
                   g = g_f + (g_b - c g_f),   c = <g_f, g_b> / max(||g_f||^2, 1e-10),
@@ -49,7 +49,7 @@ from rlcore.errors import ConfigError
 from rlcore.nets import MLP, GaussianPolicy, polyak_update
 from rlcore.registry import register_agent
 
-GRADIENT_RULES = ("orthogonal", "true", "semi")
+GRADIENT_RULES = ("orthogonal_true_g", "true_g", "semi_g")  # the authors' --type names
 DIVERGENCES = ("pearson_chi2", "reverse_kl")
 
 
@@ -65,6 +65,14 @@ def bc_weight(residual: torch.Tensor, f: str, clip: float) -> torch.Tensor:
     """Policy weight from the TD residual, clamped at `clip` (authors' f_prime_inverse)."""
     w = torch.exp(residual - 1) if f == "reverse_kl" else torch.relu(residual)
     return torch.clamp_max(w, clip)
+
+
+def orthogonal_gradient(g_state, g_forward, g_backward):
+    """g_state + g_f + (g_b - c g_f), c = <g_f, g_b> / max(||g_f||^2, 1e-10): the backward
+    gradient projected onto the normal plane of the forward one. Returns (grads, c)."""
+    c = grad_dot(g_forward, g_backward) / torch.clamp_min(grad_dot(g_forward, g_forward), 1e-10)
+    grads = [gs + (1 - c) * gf + gb for gs, gf, gb in zip(g_state, g_forward, g_backward)]
+    return grads, c
 
 
 @register_agent("odice")
@@ -93,45 +101,51 @@ class ODICE(Agent):
 
     # ---- value: the V-DICE objective with the chosen gradient rule ------------------------
     def update_value(self, batch: TensorDict) -> tuple[dict, torch.Tensor]:
-        cfg, lam = self.cfg, self.cfg.lam
-        s, s_next, r = batch["observations"], batch["next_observations"], batch["rewards"]
-        discount = cfg.discount * (1.0 - batch["terminals"])
-        params = list(self.value.parameters())
+        grads, metrics, policy_residual = self.value_gradients(batch)
+        apply_gradients(list(self.value.parameters()), grads, self.value_opt)
+        return metrics, policy_residual
 
-        v = self.value(s)                                                  # [heads, B]
+    def residuals(self, batch: TensorDict) -> dict[str, torch.Tensor]:
+        """V(s), V(s') and the target's min-over-heads values Vbar(s), Vbar(s')."""
+        s, s_next = batch["observations"], batch["next_observations"]
         with torch.no_grad():
             v_bar = self.target_value(s).min(0).values                     # [B]
             v_bar_next = self.target_value(s_next).min(0).values
-        forward_residual = r + discount * v_bar_next - v                   # delta_f
+        return {"v": self.value(s), "v_next": self.value(s_next),          # [heads, B]
+                "v_bar": v_bar, "v_bar_next": v_bar_next}
 
+    def value_gradients(self, batch: TensorDict):
+        """Gradient of the V-DICE objective under `gradient`; returns (grads, metrics, delta)."""
+        cfg, lam = self.cfg, self.cfg.lam
+        r, discount = batch["rewards"], cfg.discount * (1.0 - batch["terminals"])
+        params = list(self.value.parameters())
+        x = self.residuals(batch)
+        forward_residual = r + discount * x["v_bar_next"] - x["v"]          # delta_f
         metrics = {}
-        if cfg.gradient == "semi":
-            loss = ((1 - lam) * v + lam * f_star(forward_residual, cfg.f)).mean()
+        if cfg.gradient == "semi_g":
+            loss = ((1 - lam) * x["v"] + lam * f_star(forward_residual, cfg.f)).mean()
             grads = torch.autograd.grad(loss, params)
             policy_residual = forward_residual
-        elif cfg.gradient == "true":
-            residual = r + discount * self.value(s_next) - v               # delta
-            loss = ((1 - lam) * v + lam * f_star(residual, cfg.f)).mean()
+        elif cfg.gradient == "true_g":
+            residual = r + discount * x["v_next"] - x["v"]                  # delta
+            loss = ((1 - lam) * x["v"] + lam * f_star(residual, cfg.f)).mean()
             grads = torch.autograd.grad(loss, params)
             policy_residual = residual
-        else:  # orthogonal
-            backward_residual = r + discount * self.value(s_next) - v_bar  # delta_b
+        else:  # orthogonal_true_g
+            backward_residual = r + discount * x["v_next"] - x["v_bar"]     # delta_b
+            state_loss = (1 - lam) * x["v"].mean()
             forward_loss = lam * f_star(forward_residual, cfg.f).mean()
             backward_loss = lam * cfg.eta * f_star(backward_residual, cfg.f).mean()
-            state_loss = (1 - lam) * v.mean()
+            g_s = torch.autograd.grad(state_loss, params, retain_graph=True)
             g_f = torch.autograd.grad(forward_loss, params, retain_graph=True)
-            g_b = torch.autograd.grad(backward_loss, params, retain_graph=True)
-            g_s = torch.autograd.grad(state_loss, params)
-            c = grad_dot(g_f, g_b) / torch.clamp_min(grad_dot(g_f, g_f), 1e-10)
-            grads = [gs + (1 - c) * gf + gb for gs, gf, gb in zip(g_s, g_f, g_b)]
+            g_b = torch.autograd.grad(backward_loss, params)
+            grads, c = orthogonal_gradient(g_s, g_f, g_b)
             loss = state_loss + forward_loss + backward_loss
             policy_residual = forward_residual
             metrics["projection_coef"] = c.detach()
-        apply_gradients(params, grads, self.value_opt)
-
-        metrics.update(value_loss=loss.detach(), v_mean=v.detach().mean(),
+        metrics.update(value_loss=loss.detach(), v_mean=x["v"].detach().mean(),
                        residual_mean=policy_residual.detach().mean())
-        return metrics, policy_residual.detach()
+        return grads, metrics, policy_residual.detach()
 
     # ---- policy: weighted behaviour cloning --------------------------------------------------
     def update_policy(self, batch: TensorDict, residual: torch.Tensor) -> dict:

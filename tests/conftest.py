@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+
+from rlcore.data import from_arrays
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path, monkeypatch):
+    """Generated datasets go to a per-test folder, never the user's cache."""
+    monkeypatch.setenv("RLCORE_DATA_DIR", str(tmp_path / "data"))
+    torch.manual_seed(0)
+
+
+def episodes_dataset(lengths, obs_dim=3, action_dim=2, terminal_last=None, seed=0, name="toy"):
+    """Episodes of the given lengths; observation[:, 0] holds the global step index and
+    observation[:, 1] the episode index, so tests can check where samples came from."""
+    rng = np.random.default_rng(seed)
+    n = sum(lengths)
+    obs = rng.standard_normal((n, obs_dim)).astype(np.float32)
+    obs[:, 0] = np.arange(n)
+    obs[:, 1] = np.repeat(np.arange(len(lengths)), lengths)
+    nxt = obs.copy()
+    nxt[:, 0] += 0.5  # s' of step t is tagged t + 0.5
+    terminals = np.zeros(n, bool)
+    timeouts = np.zeros(n, bool)
+    ends = np.cumsum(lengths) - 1
+    for k, end in enumerate(ends):
+        if terminal_last is not None and terminal_last[k]:
+            terminals[end] = True
+        else:
+            timeouts[end] = True
+    return from_arrays(name, {"observations": obs, "next_observations": nxt,
+                              "actions": rng.uniform(-1, 1, (n, action_dim)).astype(np.float32),
+                              "rewards": rng.standard_normal(n).astype(np.float32),
+                              "terminals": terminals, "timeouts": timeouts})

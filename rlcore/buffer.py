@@ -56,11 +56,10 @@ class Buffer:
         if missing:
             raise KeyError(f"transitions lack keys {missing}; a buffer stores {list(KEYS)}")
         n = len(transitions["rewards"])
-        if n > self.capacity:
-            raise ValueError(f"cannot add {n} transitions to a buffer of capacity {self.capacity}")
-        idx = (self._ptr + torch.arange(n, device=self.device)) % self.capacity
+        skip = max(0, n - self.capacity)          # more than fits: only the newest survive
+        idx = (self._ptr + skip + torch.arange(n - skip, device=self.device)) % self.capacity
         for key in KEYS:
-            value = torch.as_tensor(transitions[key]).to(self.device, torch.float32)
+            value = torch.as_tensor(transitions[key])[skip:].to(self.device, torch.float32)
             self.storage[key][idx] = value.reshape(self.storage[key][idx].shape)
         self._ptr = (self._ptr + n) % self.capacity
         self.size = min(self.size + n, self.capacity)

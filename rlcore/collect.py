@@ -52,8 +52,8 @@ def collect(name: str, gym_id: str, behaviour: Behaviour, transitions: int, seed
                 ep[key].append(value)
             if ended[i]:
                 done_eps.append(ep)
+                bar.update(min(len(ep["r"]), transitions - total))
                 total += len(ep["r"])
-                bar.update(len(ep["r"]))
                 open_eps[i] = dict(o=[], a=[], r=[], n=[], d=[], t=[])
         if ended.any():
             behaviour.start_episodes(np.flatnonzero(ended), rng)

@@ -97,14 +97,15 @@ def from_arrays(name: str, arrays: dict, metadata: dict | None = None) -> Offlin
                         if "timeouts" in arrays else np.zeros(n, dtype=bool))}
     if "next_observations" in arrays:
         out["next_observations"] = np.asarray(arrays["next_observations"], dtype=np.float32)
-    else:
-        out = _next_from_following(out)
     lengths = {k: len(v) for k, v in out.items()}
     if len(set(lengths.values())) != 1:
         raise DatasetError(f"dataset {name!r}: keys have different lengths {lengths}")
-    if out["next_observations"].shape != obs.shape:
+    if "next_observations" not in out:
+        out = _next_from_following(out)
+    if out["next_observations"].shape != out["observations"].shape:
         raise DatasetError(f"dataset {name!r}: next_observations shape "
                            f"{out['next_observations'].shape} != observations shape {obs.shape}")
+    n = len(out["rewards"])
     for key in FLOAT_KEYS:
         bad = ~np.isfinite(out[key])
         if bad.any():

@@ -1,0 +1,129 @@
+"""The CLI end to end on a tiny generated dataset: train, checkpoint, kill, resume, evaluate."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+from rlcore.cli import main
+from rlcore.logger import read_metrics
+
+TINY = ["agent.policy_hidden=[32,32]", "agent.value_hidden=[32,32]", "agent.batch_size=64",
+        "data.transitions=3000", "trainer.eval_episodes=2", "trainer.progress=false"]
+
+
+def run_cli(args, capsys):
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_help_and_list(capsys):
+    code, out, _ = run_cli(["list"], capsys)
+    assert code == 0 and "odice" in out and "hopper" in out and "hopper-pd-noisy" in out
+    with pytest.raises(SystemExit) as exc:
+        main(["--help"])
+    assert exc.value.code == 0
+    assert "rlcore train agent=odice env=hopper" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args, message", [
+    (["agent=odise"], "unknown agent 'odise'; valid agents: odice"),
+    (["env=hoper"], "unknown env 'hoper'; valid envs: ant, halfcheetah, hopper, walker2d"),
+    (["env.dataset=hopper-mediun"], "unknown dataset 'hopper-mediun'; valid: "),
+    (["trainer.stepz=5"], "trainer.stepz"),
+    (["seed=0,1"], "multirun"),
+    (["agent.gradient=sideways"], "valid: orthogonal_true_g, true_g, semi_g"),
+    (["device=tpu"], "device='tpu' is not a device"),
+])
+def test_bad_input_fails_with_a_message_listing_valid_values(args, message, capsys, tmp_path):
+    code, _, err = run_cli(["train", *args, *TINY, f"runs_root={tmp_path}"], capsys)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")
+def test_cuda_without_cuda_fails_clearly(capsys, tmp_path):
+    code, _, err = run_cli(["train", "device=cuda", *TINY, f"runs_root={tmp_path}"], capsys)
+    assert code == 2 and "CUDA is not available" in err
+
+
+def test_train_writes_run_folder_and_table_then_eval(capsys, tmp_path):
+    run = tmp_path / "run"
+    code, out, _ = run_cli(["train", *TINY, "trainer.steps=60", "trainer.eval_every=30",
+                            "trainer.log_every=20", "trainer.checkpoint_every=30", f"run_dir={run}"],
+                           capsys)
+    assert code == 0
+    assert "last score" in out and "hopper-pd-noisy" in out and "D4RL hopper" in out
+    for name in ("config.yaml", "metrics.jsonl", "curve.png", "summary.json"):
+        assert (run / name).exists(), name
+    assert (run / "curve.png").read_bytes()[:4] == b"\x89PNG"
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows if r["kind"] == "eval"] == [30, 60]
+    assert [r["step"] for r in rows if r["kind"] == "train"] == [20, 40, 60]
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == \
+        ["step_000000030.pt", "step_000000060.pt"]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["last_score"] == rows[-1]["score_mean"]
+
+    code, out, _ = run_cli(["eval", str(run), "--episodes", "3"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["step"] == 60 and result["episodes"] == 3
+    assert (run / "eval-step_000000060.json").exists()
+
+
+def test_multirun_trains_each_seed_and_reports_mean_and_std(capsys, tmp_path):
+    code, out, _ = run_cli(["train", "-m", "seed=0,1", *TINY, "trainer.steps=20",
+                            "trainer.eval_every=20", f"runs_root={tmp_path}"], capsys)
+    assert code == 0
+    runs = sorted((tmp_path / "odice" / "hopper-pd-noisy").iterdir())
+    assert [p.name.split("-")[0] for p in runs] == ["seed0", "seed1"]
+    assert "n=2" in out
+
+
+def _cli(*args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return [sys.executable, "-m", "rlcore.cli", *args], env
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_same_parameters(tmp_path):
+    steps = ["trainer.steps=1500", "trainer.checkpoint_every=100", "trainer.eval_every=750",
+             "trainer.log_every=100", "trainer.keep_checkpoints=2"]
+    # the uninterrupted run
+    cmd, env = _cli("train", *TINY, *steps, f"run_dir={tmp_path / 'full'}")
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+    # the same run, killed (SIGKILL: no clean-up) once a checkpoint exists
+    killed = tmp_path / "killed"
+    cmd, env = _cli("train", *TINY, *steps, f"run_dir={killed}")
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while latest_checkpoint(killed) is None and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    interrupted_at = load_checkpoint(latest_checkpoint(killed))["step"]
+    assert interrupted_at < 1500, "the run finished before it could be killed"
+    # resume from the run folder
+    cmd, env = _cli("train", f"resume={killed}")
+    subprocess.run(cmd, env=env, check=True, capture_output=True, timeout=600)
+
+    full = load_checkpoint(latest_checkpoint(tmp_path / "full"))
+    resumed = load_checkpoint(latest_checkpoint(killed))
+    assert full["step"] == resumed["step"] == 1500
+    for key, value in full["agent"]["modules"].items():
+        assert torch.equal(value, resumed["agent"]["modules"][key]), key
+    adam_full = full["agent"]["optimizers"]["policy_opt"]["state"][0]["exp_avg"]
+    adam_resumed = resumed["agent"]["optimizers"]["policy_opt"]["state"][0]["exp_avg"]
+    assert torch.equal(adam_full, adam_resumed)
+    steps_logged = [r["step"] for r in read_metrics(killed) if r["kind"] == "train"]
+    assert steps_logged == list(range(100, 1501, 100))           # no gaps, no duplicates
+    assert [e["step"] for e in resumed["evals"]] == [750, 1500]
+    assert len(list((killed / "checkpoints").iterdir())) == 2      # keep_checkpoints
+    assert not list((killed / "checkpoints").glob(".*.tmp"))       # no half-written files

@@ -127,3 +127,35 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     assert [e["step"] for e in resumed["evals"]] == [750, 1500]
     assert len(list((killed / "checkpoints").iterdir())) == 2      # keep_checkpoints
     assert not list((killed / "checkpoints").glob(".*.tmp"))       # no half-written files
+
+
+def _write_d4rl_file(path, obs_dim, n=2000, episode=200):
+    """A file as D4RL ships it: plain datasets, float64 where D4RL has them, no metadata."""
+    import h5py
+    import numpy as np
+    rng = np.random.default_rng(0)
+    with h5py.File(path, "w") as f:
+        f["observations"] = rng.standard_normal((n, obs_dim))
+        f["next_observations"] = rng.standard_normal((n, obs_dim))
+        f["actions"] = rng.uniform(-1, 1, (n, 3)).astype(np.float32)
+        f["rewards"] = rng.random(n) * np.repeat(np.arange(n // episode) + 1, episode)
+        f["terminals"] = np.zeros(n, bool)
+        f["timeouts"] = (np.arange(n) % episode) == episode - 1
+    return path
+
+
+def test_trains_on_a_d4rl_hdf5_file_with_d4rl_hopper_references(capsys, tmp_path):
+    path = _write_d4rl_file(tmp_path / "hopper_medium-v2.hdf5", obs_dim=11)
+    run = tmp_path / "run"
+    code, out, _ = run_cli(["train", *TINY, f"env.dataset={path}", "trainer.steps=20",
+                            "trainer.eval_every=20", f"run_dir={run}"], capsys)
+    assert code == 0
+    assert "hopper_medium-v2" in out and "reference: D4RL hopper" in out
+
+
+def test_dataset_with_the_wrong_observation_size_is_refused(capsys, tmp_path):
+    path = _write_d4rl_file(tmp_path / "walker2d_medium-v2.hdf5", obs_dim=17)
+    code, _, err = run_cli(["train", *TINY, f"env.dataset={path}", "trainer.steps=20",
+                            f"runs_root={tmp_path}"], capsys)
+    assert code == 2
+    assert "17-dim observations but Hopper-v5 (env=hopper) has 11" in err

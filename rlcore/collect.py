@@ -52,7 +52,7 @@ def collect(name: str, gym_id: str, behaviour: Behaviour, transitions: int, seed
                 ep[key].append(value)
             if ended[i]:
                 done_eps.append(ep)
-                bar.update(min(len(ep["r"]), transitions - total))
+                bar.update(max(0, min(len(ep["r"]), transitions - total)))
                 total += len(ep["r"])
                 open_eps[i] = dict(o=[], a=[], r=[], n=[], d=[], t=[])
         if ended.any():

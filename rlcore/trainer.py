@@ -104,14 +104,36 @@ class RunResult:
     reference: str
 
 
+def dataset_label(cfg: DictConfig) -> str:
+    """`hopper-pd-noisy`, or a file's stem (`hopper_medium-v2`)."""
+    return Path(str(cfg.env.dataset)).stem
+
+
 def default_run_dir(cfg: DictConfig) -> Path:
-    dataset = Path(str(cfg.env.dataset)).stem
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.runs_root) / cfg.agent.name / dataset / f"seed{cfg.seed}-{stamp}"
+    base = Path(cfg.runs_root) / cfg.agent.name / dataset_label(cfg) / f"seed{cfg.seed}-{stamp}"
     path, i = base, 1
     while path.exists():
         path, i = base.with_name(f"{base.name}-{i}"), i + 1
     return path
+
+
+def capture_state(step: int, evals: list, setup: Setup) -> dict:
+    """Everything an exact resume needs: networks, optimizers and every random state."""
+    cuda = setup.device.type == "cuda"
+    return {"step": step, "evals": evals, "agent": setup.agent.state_dict(),
+            "spec": vars(setup.agent.spec), "reference": vars(setup.reference),
+            "buffer_rng": setup.buffer.rng_state(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state(setup.device) if cuda else None}
+
+
+def restore_state(state: dict, setup: Setup) -> tuple[int, list]:
+    setup.agent.load_state_dict(state["agent"])
+    setup.buffer.set_rng_state(state["buffer_rng"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    if setup.device.type == "cuda" and state.get("cuda_rng") is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"].cpu(), setup.device)
+    return state["step"], state["evals"]
 
 
 def train(cfg: DictConfig) -> RunResult:
@@ -128,28 +150,13 @@ def train(cfg: DictConfig) -> RunResult:
     start, evals = 0, []
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
-        state = load_checkpoint(checkpoint, device)
-        agent.load_state_dict(state["agent"])
-        buffer.set_rng_state(state["buffer_rng"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if device.type == "cuda" and state.get("cuda_rng") is not None:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), device)
-        start, evals = state["step"], state["evals"]
+        start, evals = restore_state(load_checkpoint(checkpoint, device), setup)
         truncate_metrics(run_dir, start)
     elif cfg.resume:
-        print(f"no checkpoint in {run_dir}: starting from step 0")
-
-    def save(step: int) -> None:
-        save_checkpoint(run_dir, step, {
-            "step": step, "agent": agent.state_dict(), "evals": evals,
-            "spec": vars(agent.spec),
-            "reference": vars(setup.reference), "buffer_rng": buffer.rng_state(),
-            "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-        }, t.keep_checkpoints)
+        print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
 
     logger = RunLogger(run_dir, cfg)
-    title = f"{cfg.agent.name} on {Path(str(cfg.env.dataset)).stem}, seed {cfg.seed}"
+    title = f"{cfg.agent.name} on {dataset_label(cfg)}, seed {cfg.seed}"
     bar = tqdm(total=t.steps, initial=start, desc=title, unit="upd", disable=not t.progress,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     if evals:
@@ -174,7 +181,7 @@ def train(cfg: DictConfig) -> RunResult:
                 logger.log("eval", step, result)
                 bar.set_postfix(score=f"{result['score_mean']:.1f}")
             if step % t.checkpoint_every == 0 or step == t.steps:
-                save(step)
+                save_checkpoint(run_dir, step, capture_state(step, evals, setup), t.keep_checkpoints)
             if count == 0:
                 tick = time.perf_counter()  # updates/s excludes evaluation and saving
             bar.update(1)
@@ -186,7 +193,7 @@ def train(cfg: DictConfig) -> RunResult:
     rows = read_metrics(run_dir)
     plot_run(rows, run_dir / "curve.png", title)
     scores = [e["score_mean"] for e in evals]
-    result = RunResult(run_dir, cfg.agent.name, Path(str(cfg.env.dataset)).stem, int(cfg.seed),
+    result = RunResult(run_dir, cfg.agent.name, dataset_label(cfg), int(cfg.seed),
                        int(t.steps), scores[-1] if scores else float("nan"),
                        max(scores) if scores else float("nan"), setup.reference.source)
     summary = {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()}

@@ -66,12 +66,15 @@ class NoisyHopperBalance:
         return np.clip(a, -1.0, 1.0)
 
 
-ACTION_DIMS = {"hopper": ("Hopper-v5", 3), "walker2d": ("Walker2d-v5", 6),
-               "halfcheetah": ("HalfCheetah-v5", 6), "ant": ("Ant-v5", 8)}
+# env -> (gym id, action dim, gym kwargs matching configs/env/<env>.yaml)
+TASKS = {"hopper": ("Hopper-v5", 3, {}), "walker2d": ("Walker2d-v5", 6, {}),
+         "halfcheetah": ("HalfCheetah-v5", 6, {}),
+         "ant": ("Ant-v5", 8, {"include_cfrc_ext_in_observation": False})}
 
-for _env, (_gym_id, _act) in ACTION_DIMS.items():
+for _env, (_gym_id, _act, _kwargs) in TASKS.items():
     register_dataset(f"{_env}-random")(Recipe(
-        f"{_env}-random", _gym_id, "uniform random actions in [-1, 1]", UniformRandom, _act))
+        f"{_env}-random", _gym_id, "uniform random actions in [-1, 1]", UniformRandom, _act,
+        _kwargs))
 
 register_dataset("hopper-pd-noisy")(Recipe(
     "hopper-pd-noisy", "Hopper-v5",

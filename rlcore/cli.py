@@ -17,6 +17,7 @@ EPILOG = """examples:
   rlcore train resume=runs/odice/hopper-pd-noisy/seed0-20261122-101500
   rlcore eval runs/odice/hopper-pd-noisy/seed0-20261122-101500 --episodes 20
   rlcore list
+  rlcore data info hopper-pd-noisy
   rlcore bench agent=odice device=cpu
 """
 
@@ -82,22 +83,86 @@ def cmd_eval(args) -> int:
 
 def cmd_list(args) -> int:
     from rlcore.config import group_options
-    from rlcore.datasets import cache_path, data_dir
-    from rlcore.registry import AGENTS, DATASETS
+    from rlcore.registry import AGENTS
     what = args.what
     if what in ("all", "agents"):
         print("agents:   " + ", ".join(AGENTS.names()))
     if what in ("all", "envs"):
         print("envs:     " + ", ".join(group_options("env")))
     if what in ("all", "datasets"):
-        print(f"datasets (generated here, cached in {data_dir()}):")
-        for name in DATASETS.names():
-            recipe = DATASETS.get(name)
-            cached = sorted(data_dir().glob(f"{name}-n*-s*.hdf5"))
-            state = f"cached: {', '.join(p.name for p in cached)}" if cached else "not made yet"
-            print(f"  {name:<22} {recipe.gym_id:<15} {recipe.description}  [{state}]")
-        print("  or any D4RL-format .hdf5 file: env.dataset=/path/to/file.hdf5")
+        print("datasets:")
+        print_datasets()
     return 0
+
+
+def print_datasets() -> None:
+    from rlcore.datasets import data_dir
+    from rlcore.registry import DATASETS
+    print(f"  generated here (cache: {data_dir()}):")
+    for name in DATASETS.names():
+        recipe = DATASETS.get(name)
+        cached = sorted(data_dir().glob(f"{name}-n*-s*.hdf5"))
+        state = ", ".join(p.name for p in cached) if cached else "not made yet"
+        print(f"    {name:<22} {recipe.gym_id:<15} {recipe.description}  [{state}]")
+    print("  D4RL (downloaded on first use): <hopper|halfcheetah|walker2d|ant>-<random|medium|"
+          "expert|medium-replay|medium-expert|full-replay>-v2")
+    for path in sorted((data_dir() / "d4rl").glob("*.hdf5")):
+        print(f"    {path.stem:<22} [cached: {path}]")
+    try:
+        import minari
+        local = sorted(minari.list_local_datasets())
+    except Exception:  # minari's folder unreadable: nothing to list
+        local = []
+    print("  Minari (local): " + (", ".join(local) if local else "none") +
+          "; a remote id such as mujoco/hopper/medium-v0 is downloaded on first use")
+    print("  or a path or URL to a D4RL-format .hdf5 file: env.dataset=/path/to/file.hdf5")
+
+
+def cmd_data(args) -> int:
+    from rlcore import datasets as ds
+    from rlcore.scores import reference_for
+    kwargs = dict(transitions=args.transitions, seed=args.seed)
+    if args.action == "list":
+        print_datasets()
+        return 0
+    if args.name is None:
+        raise UserError(f"rlcore data {args.action} needs a dataset name (see rlcore data list)")
+    if args.action == "path":
+        print(dataset_path(args.name, args.transitions, args.seed))
+        return 0
+    dataset = ds.load_dataset(args.name, **kwargs)
+    if args.action == "make":
+        print(f"{args.name}: {len(dataset)} transitions at "
+              f"{dataset_path(args.name, args.transitions, args.seed)}")
+        return 0
+    info = dataset.summary()
+    family = args.name.split("/")[-2] if "/" in args.name else Path(args.name).stem.split("-")[0]
+    try:
+        reference = reference_for(family.split("_")[0], dataset.metadata)
+    except KeyError:
+        reference = None
+    if reference is not None:
+        info["score_mean"] = float(reference.normalize(info["return_mean"]))
+        info["reference"] = reference.source
+    info["metadata"] = {k: v for k, v in dataset.metadata.items() if k != "env_spec"}
+    print(json.dumps(info, indent=2, default=str))
+    return 0
+
+
+def dataset_path(name: str, transitions: int, seed: int) -> str:
+    from rlcore import datasets as ds
+    from rlcore.registry import DATASETS
+    from rlcore.sources import d4rl_url, looks_like_minari_id
+    if ds.looks_like_path(name):
+        return str(Path(name).expanduser().resolve())
+    if name in DATASETS:
+        return str(ds.cache_path(name, transitions, seed))
+    if ds.is_url(name) or d4rl_url(name):
+        return str(ds.d4rl_cache_path(name))
+    if looks_like_minari_id(name):
+        import minari.storage
+        return str(minari.storage.get_dataset_path(name))
+    raise UserError(f"unknown dataset {name!r} (see rlcore data list)")
 
 
 def cmd_bench(args) -> int:
@@ -127,6 +192,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list agents, envs and datasets")
     p.add_argument("what", nargs="?", default="all", choices=["all", "agents", "envs", "datasets"])
     p.set_defaults(func=cmd_list)
+    p = sub.add_parser("data", help="list, inspect, make or locate datasets")
+    p.add_argument("action", choices=["list", "info", "make", "path"])
+    p.add_argument("name", nargs="?", help="generated name, D4RL name, Minari id, path or URL")
+    p.add_argument("--transitions", type=int, default=200_000, help="size of a generated dataset")
+    p.add_argument("--seed", type=int, default=0, help="seed of a generated dataset")
+    p.set_defaults(func=cmd_data)
     p = sub.add_parser("bench", help="updates/s of an agent's update (a benchmark, not a test)")
     p.add_argument("overrides", nargs="*", help="agent=odice device=cpu bench.batch_size=256 ...")
     p.set_defaults(func=cmd_bench)

@@ -1,7 +1,11 @@
-"""Resolve `env.dataset` (a registered name or a D4RL hdf5 path) to an OfflineDataset.
+"""Resolve `env.dataset` to an OfflineDataset. One name space, tried in this order:
 
-Generated datasets are made once and cached as D4RL-format hdf5 files; two processes
-making the same dataset wait on one lock, and the file appears atomically.
+1. a path to a D4RL-format .hdf5 file;             /data/hopper_medium-v2.hdf5
+2. a URL of one (downloaded into the cache);       https://.../hopper_medium-v2.hdf5
+3. a dataset generated here (made once, cached);   hopper-pd-noisy, walker2d-random
+4. a D4RL gym-MuJoCo v2 name (downloaded, cached); hopper-medium-replay-v2
+5. a Minari dataset id (local, else downloaded);   mujoco/hopper/medium-v0
+Two processes making the same cache entry wait on one lock; files appear atomically.
 """
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from pathlib import Path
 from rlcore.data import DatasetError, OfflineDataset, load_hdf5, save_hdf5
 from rlcore.fileio import file_lock
 from rlcore.registry import DATASETS
+from rlcore.sources import d4rl_url, download, load_minari, looks_like_minari_id
 
 
 def data_dir(configured: str | None = None) -> Path:
@@ -23,16 +28,40 @@ def cache_path(name: str, transitions: int, seed: int, directory: str | None = N
 
 
 def looks_like_path(name: str) -> bool:
-    return name.endswith((".hdf5", ".h5")) or os.sep in name
+    return name.endswith((".hdf5", ".h5")) and not is_url(name) or Path(name).expanduser().is_file()
+
+
+def is_url(name: str) -> bool:
+    return name.startswith(("http://", "https://"))
+
+
+def d4rl_cache_path(name_or_url: str, directory: str | None = None) -> Path:
+    stem = Path(name_or_url).stem if is_url(name_or_url) else name_or_url
+    return data_dir(directory) / "d4rl" / f"{stem}.hdf5"
 
 
 def load_dataset(name: str, transitions: int = 200_000, seed: int = 0,
                  directory: str | None = None, progress: bool = True) -> OfflineDataset:
     if looks_like_path(name):
         return load_hdf5(Path(name).expanduser())
-    if name not in DATASETS:
-        raise DatasetError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS.names())}, "
-                           "or a path to a D4RL-format .hdf5 file")
+    if is_url(name):
+        return load_hdf5(download(name, d4rl_cache_path(name, directory), progress))
+    if name in DATASETS:
+        return make_generated(name, transitions, seed, directory, progress)
+    url = d4rl_url(name)
+    if url is not None:
+        return load_hdf5(download(url, d4rl_cache_path(name, directory), progress), name=name)
+    if looks_like_minari_id(name):
+        return load_minari(name)
+    raise DatasetError(
+        f"unknown dataset {name!r}; valid: generated {', '.join(DATASETS.names())}; D4RL names "
+        "<hopper|halfcheetah|walker2d|ant>-<random|medium|expert|medium-replay|medium-expert|"
+        "full-replay>-v2; a Minari id like mujoco/hopper/medium-v0; or a path or URL to a "
+        "D4RL-format .hdf5 file")
+
+
+def make_generated(name: str, transitions: int, seed: int, directory: str | None,
+                   progress: bool) -> OfflineDataset:
     path = cache_path(name, transitions, seed, directory)
     with file_lock(path.with_suffix(".lock")):
         if not path.exists():

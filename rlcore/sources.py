@@ -1,0 +1,106 @@
+"""Remote dataset sources: D4RL hdf5 files by name or URL, and Minari datasets by id.
+
+Downloads stream into a temporary file beside the cache entry, are checked against the
+server's Content-Length and loaded once to validate keys and lengths, and only then renamed
+into place: a download cut off mid-way never leaves a file that later loads as valid.
+"""
+from __future__ import annotations
+
+import os
+import re
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from rlcore.data import DatasetError, OfflineDataset, from_arrays, load_hdf5
+from rlcore.fileio import atomic_write, file_lock
+
+D4RL_BASE_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl"
+D4RL_LOCOMOTION = re.compile(
+    r"^(halfcheetah|hopper|walker2d|ant)-(random|medium|expert|medium-replay|medium-expert|"
+    r"full-replay)-v2$")
+
+
+def d4rl_url(name: str) -> str | None:
+    """D4RL's address for a gym-MuJoCo v2 dataset name, e.g. hopper-medium-replay-v2."""
+    match = D4RL_LOCOMOTION.match(name)
+    if not match:
+        return None
+    env, quality = match.groups()
+    base = os.environ.get("RLCORE_D4RL_BASE_URL", D4RL_BASE_URL).rstrip("/")
+    return f"{base}/gym_mujoco_v2/{env}_{quality.replace('-', '_')}-v2.hdf5"
+
+
+def download(url: str, dest: Path, progress: bool = True, timeout: float = 60.0) -> Path:
+    """Fetch `url` to `dest` once (other processes wait on a lock), validated before rename."""
+    with file_lock(dest.with_suffix(".lock")):
+        if dest.exists():
+            return dest
+
+        def fetch(tmp: str) -> None:
+            try:
+                response = urllib.request.urlopen(url, timeout=timeout)
+            except (urllib.error.URLError, OSError) as exc:
+                raise DatasetError(
+                    f"cannot download {url} ({getattr(exc, 'reason', exc)}); without a network, "
+                    "pass a local copy (env.dataset=/path/to/file.hdf5) or a generated dataset "
+                    "(rlcore data list)") from None
+            expected = int(response.headers.get("Content-Length") or -1)
+            written = 0
+            with response, open(tmp, "wb") as out, tqdm(
+                    total=expected if expected > 0 else None, unit="B", unit_scale=True,
+                    desc=f"downloading {dest.name}", disable=not progress) as bar:
+                while True:
+                    try:
+                        chunk = response.read(1 << 20)
+                    except (OSError, urllib.error.URLError) as exc:
+                        raise DatasetError(f"download of {url} broke off after {written} bytes "
+                                           f"({exc})") from None
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    written += len(chunk)
+                    bar.update(len(chunk))
+            if expected >= 0 and written != expected:
+                raise DatasetError(f"download of {url} cut off: {written} of {expected} bytes")
+            load_hdf5(tmp)  # keys, lengths and NaNs checked before the file is kept
+
+        atomic_write(dest, fetch)
+    return dest
+
+
+def looks_like_minari_id(name: str) -> bool:
+    """`mujoco/hopper/medium-v0`-style ids: slash-separated, ending in -v<N>, not a file."""
+    return "/" in name and re.search(r"-v\d+$", name) is not None and not Path(name).exists()
+
+
+def load_minari(dataset_id: str, download_missing: bool = True) -> OfflineDataset:
+    """A Minari dataset (local, or downloaded when a network exists) as flat transitions."""
+    try:
+        import minari
+    except ImportError:
+        raise DatasetError("Minari datasets need the minari package: pip install minari") from None
+    try:
+        dataset = minari.load_dataset(dataset_id, download=download_missing)
+    except Exception as exc:  # minari raises several types for unknown / unreachable ids
+        raise DatasetError(f"cannot load Minari dataset {dataset_id!r}: {exc}") from None
+    parts = {k: [] for k in ("observations", "next_observations", "actions", "rewards",
+                             "terminals", "timeouts")}
+    for episode in dataset.iterate_episodes():
+        if isinstance(episode.observations, dict):
+            raise DatasetError(f"Minari dataset {dataset_id!r} has dict observations "
+                               "(goal-conditioned); rlcore reads flat observations here")
+        parts["observations"].append(episode.observations[:-1])
+        parts["next_observations"].append(episode.observations[1:])
+        parts["actions"].append(episode.actions)
+        parts["rewards"].append(episode.rewards)
+        parts["terminals"].append(episode.terminations)
+        parts["timeouts"].append(episode.truncations & ~episode.terminations)
+    metadata = dict(dataset.storage.metadata)
+    keep = {k: metadata.get(k) for k in ("ref_min_score", "ref_max_score", "env_spec",
+                                         "algorithm_name") if metadata.get(k) is not None}
+    return from_arrays(dataset_id, {k: np.concatenate(v) for k, v in parts.items()},
+                       {"source": f"minari:{dataset_id}", **keep})

@@ -176,7 +176,12 @@ class Buffer:
         if self.size == 0:
             raise ValueError("cannot sample from an empty buffer")
 
-    # ---- state for exact resume ----------------------------------------------------------
+    # ---- state for checkpoints ---------------------------------------------------------------
+    def contents(self) -> dict[str, torch.Tensor]:
+        """The stored transitions, oldest first, on the CPU (online runs checkpoint them)."""
+        order = self._physical(torch.arange(self.size, device=self.device))
+        return {key: self.storage[key][order].cpu() for key in KEYS}
+
     def rng_state(self) -> torch.Tensor:
         return self.generator.get_state()
 

@@ -96,6 +96,36 @@ class GaussianPolicy(nn.Module):
         return action.clamp(-1.0, 1.0)
 
 
+class TanhGaussianPolicy(nn.Module):
+    """a = tanh(u), u ~ N(mu(s), sigma(s)^2) with a state-dependent log-std in [-5, 2] (SAC)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int],
+                 log_std_min: float = -5.0, log_std_max: float = 2.0):
+        super().__init__()
+        self.net = MLP(obs_dim, hidden, 2 * action_dim)
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, log_std = self.net(obs).chunk(2, dim=-1)
+        return mean, log_std.clamp(self.log_std_min, self.log_std_max)
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised action and its log-density, with the tanh change of variables:
+        log pi(a|s) = log N(u) - sum log(1 - tanh(u)^2), the last term as
+        2 (log 2 - u - softplus(-2u)) for numerical stability."""
+        mean, log_std = self(obs)
+        u = mean + torch.randn_like(mean) * log_std.exp()
+        log_prob = (-0.5 * ((u - mean) * torch.exp(-log_std)).pow(2) - log_std
+                    - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = log_prob - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)
+        return torch.tanh(u), log_prob
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        if deterministic:
+            return torch.tanh(self(obs)[0])
+        return self.sample(obs)[0]
+
+
 @torch.no_grad()
 def polyak_update(target: nn.Module, source: nn.Module, tau: float) -> None:
     """target <- (1 - tau) * target + tau * source, in one fused op over all tensors."""

@@ -1,8 +1,9 @@
-"""The training loop every offline agent shares.
+"""The training loop every agent shares, offline or online.
 
-Each step: sample on the device -> agent.update -> metrics summed on the device. Every
-`log_every` steps the sums are read once (the only host sync), every `eval_every` steps the
-policy is evaluated, every `checkpoint_every` steps the whole state is saved atomically.
+Each step: (online: one env step into the buffer) -> sample on the device -> agent.update ->
+metrics summed on the device. Every `log_every` steps the sums are read once (the only host
+sync), every `eval_every` steps the policy is evaluated, every `checkpoint_every` steps the
+whole state is saved atomically.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+import gymnasium as gym
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -24,7 +26,7 @@ from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
 from rlcore.evaluation import Evaluator
-from rlcore.fileio import atomic_write_text
+from rlcore.fileio import atomic_write, atomic_write_text
 from rlcore.logger import RunLogger, read_metrics, truncate_metrics
 from rlcore.plot import plot_run
 from rlcore.preprocess import transform_rewards
@@ -39,12 +41,16 @@ class Setup:
     device: torch.device
     agent: Agent
     buffer: Buffer
-    dataset: OfflineDataset
+    dataset: OfflineDataset | None  # None for online agents
     reference: Reference
+
+    @property
+    def online(self) -> bool:
+        return self.dataset is None
 
     def evaluator(self, episodes: int | None = None) -> Evaluator:
         return make_evaluator(self.cfg, episodes or self.cfg.trainer.eval_episodes,
-                              self.reference, self.device, self.dataset.obs_dim)
+                              self.reference, self.device, self.agent.spec.obs_dim)
 
     def evaluate(self, episodes: int | None = None, seed: int = 0) -> dict:
         evaluator = self.evaluator(episodes)
@@ -55,9 +61,7 @@ class Setup:
 
 
 def make_evaluator(cfg, episodes, reference, device, obs_dim) -> Evaluator:
-    gym_kwargs = cfg.env.get("gym_kwargs")
-    evaluator = Evaluator(cfg.env.gym_id, episodes, reference, device,
-                          OmegaConf.to_container(gym_kwargs) if gym_kwargs else {})
+    evaluator = Evaluator(cfg.env.gym_id, episodes, reference, device, gym_kwargs(cfg))
     if evaluator.obs_dim != obs_dim:
         evaluator.close()
         raise DatasetError(f"dataset {cfg.env.dataset!r} has {obs_dim}-dim observations but "
@@ -75,9 +79,25 @@ def build_agent(cfg: DictConfig, spec: Spec, device: torch.device) -> Agent:
     return AGENTS.get(cfg.agent.name)(spec, cfg.agent).to(device)
 
 
+def gym_kwargs(cfg: DictConfig) -> dict:
+    kwargs = cfg.env.get("gym_kwargs")
+    return OmegaConf.to_container(kwargs) if kwargs else {}
+
+
 def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool = True) -> Setup:
-    """Load the dataset, apply the agent's preprocessing, build agent and buffer."""
+    """Load the dataset, apply the agent's preprocessing, build agent and buffer.
+
+    Online agents (`agent.online: true`) get an empty buffer of `agent.buffer_size` instead.
+    """
     device = device or resolve_device(cfg.device)
+    if cfg.agent.get("online"):
+        env = gym.make(cfg.env.gym_id, **gym_kwargs(cfg))
+        spec = Spec(env.observation_space.shape[0], env.action_space.shape[0])
+        env.close()
+        torch.manual_seed(cfg.seed)
+        agent = build_agent(cfg, spec, device)
+        buffer = Buffer(spec.obs_dim, spec.action_dim, cfg.agent.buffer_size, device, cfg.seed)
+        return Setup(cfg, device, agent, buffer, None, reference_for(cfg.env.score))
     dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
                            cfg.data.dir, progress=progress)
     torch.manual_seed(cfg.seed)
@@ -105,7 +125,9 @@ class RunResult:
 
 
 def dataset_label(cfg: DictConfig) -> str:
-    """`hopper-pd-noisy`, or a file's stem (`hopper_medium-v2`)."""
+    """`hopper-pd-noisy`, a file's stem (`hopper_medium-v2`), or `hopper-online`."""
+    if cfg.agent.get("online"):
+        return f"{cfg.env.name}-online"
     return Path(str(cfg.env.dataset)).stem
 
 
@@ -124,16 +146,25 @@ def capture_state(step: int, evals: list, setup: Setup) -> dict:
     return {"step": step, "evals": evals, "agent": setup.agent.state_dict(),
             "spec": vars(setup.agent.spec), "reference": vars(setup.reference),
             "buffer_rng": setup.buffer.rng_state(), "torch_rng": torch.get_rng_state(),
-            "cuda_rng": torch.cuda.get_rng_state(setup.device) if cuda else None}
+            "cuda_rng": torch.cuda.get_rng_state(setup.device) if cuda else None,
+            "buffer": setup.buffer.contents() if setup.online else None}
 
 
 def restore_state(state: dict, setup: Setup) -> tuple[int, list]:
     setup.agent.load_state_dict(state["agent"])
+    if state.get("buffer") is not None:
+        setup.buffer.add(state["buffer"])
     setup.buffer.set_rng_state(state["buffer_rng"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
     if setup.device.type == "cuda" and state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), setup.device)
     return state["step"], state["evals"]
+
+
+def save_policy_snapshot(run_dir: Path, step: int, agent: Agent, result: dict) -> None:
+    state = {"step": step, "agent": agent.state_dict()["modules"], "eval": result,
+             "spec": vars(agent.spec)}
+    atomic_write(run_dir / "policies" / f"step_{step:09d}.pt", lambda tmp: torch.save(state, tmp))
 
 
 def train(cfg: DictConfig) -> RunResult:
@@ -146,6 +177,12 @@ def train(cfg: DictConfig) -> RunResult:
     setup = prepare(cfg, device, progress=t.progress)
     agent, buffer = setup.agent, setup.buffer
     evaluator = setup.evaluator(t.eval_episodes)
+    if setup.online:
+        from rlcore.online import OnlineCollector
+        step_fn = OnlineCollector(setup)
+    else:
+        def step_fn(step: int) -> dict:
+            return agent.update(agent.sample(buffer, cfg.agent.batch_size))
 
     start, evals = 0, []
     checkpoint = latest_checkpoint(run_dir)
@@ -162,24 +199,31 @@ def train(cfg: DictConfig) -> RunResult:
     if evals:
         bar.set_postfix(score=f"{evals[-1]['score_mean']:.1f}")
     sums: dict[str, torch.Tensor] = {}
-    count, tick = 0, time.perf_counter()
+    count, updates, tick = 0, 0, time.perf_counter()
     try:
         for step in range(start + 1, t.steps + 1):
-            metrics = agent.update(agent.sample(buffer, cfg.agent.batch_size))
-            for key, value in metrics.items():
-                sums[key] = sums[key] + value if key in sums else value.clone()
+            metrics = step_fn(step)  # None while an online agent only collects
+            if metrics is not None:
+                for key, value in metrics.items():
+                    sums[key] = sums[key] + value if key in sums else value.clone()
+                updates += 1
             count += 1
             if step % t.log_every == 0 or step == t.steps:
-                means = torch.stack(list(sums.values())).float().div(count).tolist()  # one sync
-                values = dict(zip(sums, means))
-                values["updates_per_s"] = count / (time.perf_counter() - tick)
+                values = {}
+                if sums:
+                    means = torch.stack(list(sums.values())).float().div(updates).tolist()  # one sync
+                    values = dict(zip(sums, means))
+                values["updates_per_s"] = updates / (time.perf_counter() - tick)
+                values.update(getattr(step_fn, "stats", dict)())
                 logger.log("train", step, values)
-                sums, count = {}, 0
+                sums, count, updates = {}, 0, 0
             if step % t.eval_every == 0 or step == t.steps:
                 result = evaluator(agent, seed=cfg.seed * 1_000_003 + step)
                 evals.append({"step": step, **result})
                 logger.log("eval", step, result)
                 bar.set_postfix(score=f"{result['score_mean']:.1f}")
+                if setup.online:  # behaviour-policy snapshots, e.g. to pick a "medium" one
+                    save_policy_snapshot(run_dir, step, agent, result)
             if step % t.checkpoint_every == 0 or step == t.steps:
                 save_checkpoint(run_dir, step, capture_state(step, evals, setup), t.keep_checkpoints)
             if count == 0:

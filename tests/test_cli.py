@@ -33,7 +33,7 @@ def test_help_and_list(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["agent=odise"], "unknown agent 'odise'; valid agents: odice"),
+    (["agent=odise"], "unknown agent 'odise'; valid agents: odice, sac"),
     (["env=hoper"], "unknown env 'hoper'; valid envs: ant, halfcheetah, hopper, walker2d"),
     (["env.dataset=hopper-mediun"], "unknown dataset 'hopper-mediun'; valid: "),
     (["trainer.stepz=5"], "trainer.stepz"),

@@ -1,21 +1,29 @@
-"""Datasets made here for the Gymnasium MuJoCo v5 tasks, with no network.
+"""Datasets made here for the Gymnasium MuJoCo v5 tasks, by D4RL's recipes, with no network.
 
-- `<env>-random`: uniform random actions (D4RL's "random" quality, from an untrained policy).
+- `<env>-random`: an untrained policy (a randomly initialised SAC actor, sampled), as D4RL.
+- `<env>-medium` / `<env>-expert`: the shipped SAC behaviour policy (envs/policies/), sampled;
+  medium is the training snapshot nearest a third of the expert's return.
+- `<env>-medium-expert`: half medium, half expert, concatenated.
 - `hopper-pd-noisy`: a PD balance controller with per-episode Gaussian action noise,
   sigma ~ U[0, 0.6]. Noise-free it stands for the full 1000 steps (return about 1000, D4RL
-  score about 31); with noise it falls early, so returns span about 10 to 1000. An offline
-  agent that learns to balance beats the data's mean: a task with a known good answer.
+  score about 31); with noise it falls early, so returns span about 10 to 1000. Cloning the
+  data's mean action recovers the balancing controller: a task with a known good answer.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from rlcore.collect import Behaviour, collect
-from rlcore.data import OfflineDataset
+from rlcore.data import DatasetError, OfflineDataset, from_arrays
+from rlcore.nets import TanhGaussianPolicy
 from rlcore.registry import register_dataset
+
+POLICY_DIR = Path(__file__).parent / "policies"
 
 
 @dataclass(frozen=True)
@@ -23,25 +31,67 @@ class Recipe:
     name: str
     gym_id: str
     description: str
-    behaviour: Callable[[int], Behaviour]  # action_dim -> behaviour
-    action_dim: int
+    behaviour: Callable[[int], Behaviour]  # seed -> behaviour
     gym_kwargs: dict = field(default_factory=dict)
 
     def make(self, transitions: int, seed: int, progress: bool = True) -> OfflineDataset:
-        return collect(self.name, self.gym_id, self.behaviour(self.action_dim), transitions, seed,
+        return collect(self.name, self.gym_id, self.behaviour(seed), transitions, seed,
                        progress=progress, gym_kwargs=self.gym_kwargs,
                        metadata={"recipe": self.description})
 
 
-class UniformRandom:
-    def __init__(self, action_dim: int):
-        self.action_dim = action_dim
+@dataclass(frozen=True)
+class Concatenation:
+    """Equal parts of other recipes' datasets, one after another (D4RL's medium-expert)."""
+    name: str
+    gym_id: str
+    description: str
+    parts: tuple
+
+    def make(self, transitions: int, seed: int, progress: bool = True) -> OfflineDataset:
+        sizes = [transitions // len(self.parts)] * len(self.parts)
+        sizes[-1] += transitions - sum(sizes)
+        made = [part.make(n, seed + i, progress) for i, (part, n) in enumerate(zip(self.parts, sizes))]
+        arrays = {k: np.concatenate([getattr(d, k) for d in made]) for k in made[0].arrays()}
+        return from_arrays(self.name, arrays, {"recipe": self.description, "gym_id": self.gym_id,
+                                               "seed": seed})
+
+
+class SampledActor:
+    """Actions a = tanh(mu + sigma eps) from a SAC actor, eps drawn from the rollout's rng."""
+
+    def __init__(self, actor: TanhGaussianPolicy):
+        self.actor = actor.eval()
 
     def start_episodes(self, envs, rng) -> None:
         pass
 
+    @torch.no_grad()
     def __call__(self, obs, rng):
-        return rng.uniform(-1.0, 1.0, size=(len(obs), self.action_dim))
+        mean, log_std = self.actor(torch.as_tensor(obs, dtype=torch.float32))
+        eps = torch.as_tensor(rng.standard_normal(mean.shape), dtype=torch.float32)
+        return torch.tanh(mean + log_std.exp() * eps).numpy()
+
+
+def untrained_actor(obs_dim: int, action_dim: int, seed: int) -> SampledActor:
+    generator_state = torch.random.get_rng_state()
+    torch.manual_seed(seed)
+    actor = TanhGaussianPolicy(obs_dim, action_dim, [256, 256])
+    torch.random.set_rng_state(generator_state)
+    return SampledActor(actor)
+
+
+def shipped_actor(env: str, quality: str) -> SampledActor:
+    path = POLICY_DIR / f"{env}-{quality}.pt"
+    if not path.exists():
+        raise DatasetError(
+            f"no {quality} behaviour policy for {env} is shipped yet ({path} is missing). Train "
+            f"one: rlcore train agent=sac env={env}, then rlcore data export-policy <run dir> "
+            f"--quality {quality}")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    actor = TanhGaussianPolicy(state["obs_dim"], state["action_dim"], state["hidden"])
+    actor.load_state_dict(state["actor"])
+    return SampledActor(actor)
 
 
 class NoisyHopperBalance:
@@ -49,7 +99,7 @@ class NoisyHopperBalance:
 
     kp, kd, torso_kp, torso_kd, max_sigma = 4.0, 0.3, 2.0, 0.3, 0.6
 
-    def __init__(self, action_dim: int):
+    def __init__(self, seed: int = 0):
         self.sigma = None
 
     def start_episodes(self, envs, rng) -> None:
@@ -66,16 +116,30 @@ class NoisyHopperBalance:
         return np.clip(a, -1.0, 1.0)
 
 
-# env -> (gym id, action dim, gym kwargs matching configs/env/<env>.yaml)
-TASKS = {"hopper": ("Hopper-v5", 3, {}), "walker2d": ("Walker2d-v5", 6, {}),
-         "halfcheetah": ("HalfCheetah-v5", 6, {}),
-         "ant": ("Ant-v5", 8, {"include_cfrc_ext_in_observation": False})}
+# env -> (gym id, observation dim, action dim, gym kwargs matching configs/env/<env>.yaml)
+TASKS = {"hopper": ("Hopper-v5", 11, 3, {}), "walker2d": ("Walker2d-v5", 17, 6, {}),
+         "halfcheetah": ("HalfCheetah-v5", 17, 6, {}),
+         "ant": ("Ant-v5", 27, 8, {"include_cfrc_ext_in_observation": False})}
 
-for _env, (_gym_id, _act, _kwargs) in TASKS.items():
-    register_dataset(f"{_env}-random")(Recipe(
-        f"{_env}-random", _gym_id, "uniform random actions in [-1, 1]", UniformRandom, _act,
-        _kwargs))
+
+def _register(env: str, gym_id: str, obs_dim: int, action_dim: int, kwargs: dict) -> None:
+    def recipe(quality: str, description: str, behaviour) -> Recipe:
+        return register_dataset(f"{env}-{quality}")(
+            Recipe(f"{env}-{quality}", gym_id, description, behaviour, kwargs))
+
+    recipe("random", "untrained SAC actor (random init), sampled",
+           lambda seed: untrained_actor(obs_dim, action_dim, seed))
+    medium = recipe("medium", "SAC snapshot at about 1/3 of the expert's return, sampled",
+                    lambda seed: shipped_actor(env, "medium"))
+    expert = recipe("expert", "fully trained SAC policy, sampled",
+                    lambda seed: shipped_actor(env, "expert"))
+    register_dataset(f"{env}-medium-expert")(Concatenation(
+        f"{env}-medium-expert", gym_id, "medium and expert halves, concatenated", (medium, expert)))
+
+
+for _env, _task in TASKS.items():
+    _register(_env, *_task)
 
 register_dataset("hopper-pd-noisy")(Recipe(
     "hopper-pd-noisy", "Hopper-v5",
-    "PD balance controller, per-episode action noise sigma ~ U[0, 0.6]", NoisyHopperBalance, 3))
+    "PD balance controller, per-episode action noise sigma ~ U[0, 0.6]", NoisyHopperBalance))

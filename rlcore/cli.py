@@ -127,6 +127,15 @@ def cmd_data(args) -> int:
         return 0
     if args.name is None:
         raise UserError(f"rlcore data {args.action} needs a dataset name (see rlcore data list)")
+    if args.action == "export-policy":
+        from rlcore.envs.mujoco import POLICY_DIR
+        from rlcore.policies import export_policy
+        dest = export_policy(Path(args.name), args.quality, Path(args.out or POLICY_DIR))
+        state = __import__("torch").load(dest, weights_only=False)
+        print(f"{dest}: {state['quality']} policy of {state['env']} from step {state['train_step']}, "
+              f"eval return {state['eval']['return_mean']:.1f} ± {state['eval']['return_std']:.1f} "
+              f"(expert {state['expert_return']:.1f})")
+        return 0
     if args.action == "path":
         print(dataset_path(args.name, args.transitions, args.seed))
         return 0
@@ -192,9 +201,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="list agents, envs and datasets")
     p.add_argument("what", nargs="?", default="all", choices=["all", "agents", "envs", "datasets"])
     p.set_defaults(func=cmd_list)
-    p = sub.add_parser("data", help="list, inspect, make or locate datasets")
-    p.add_argument("action", choices=["list", "info", "make", "path"])
-    p.add_argument("name", nargs="?", help="generated name, D4RL name, Minari id, path or URL")
+    p = sub.add_parser("data", help="list, inspect, make or locate datasets; export a behaviour policy")
+    p.add_argument("action", choices=["list", "info", "make", "path", "export-policy"])
+    p.add_argument("name", nargs="?", help="generated name, D4RL name, Minari id, path or URL; "
+                                           "for export-policy, an online (sac) run folder")
+    p.add_argument("--quality", default="medium", help="export-policy: medium | expert")
+    p.add_argument("--out", default=None, help="export-policy: folder (default: the package's)")
     p.add_argument("--transitions", type=int, default=200_000, help="size of a generated dataset")
     p.add_argument("--seed", type=int, default=0, help="seed of a generated dataset")
     p.set_defaults(func=cmd_data)

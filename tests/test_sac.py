@@ -95,3 +95,27 @@ def test_online_training_collects_snapshots_and_resumes_with_its_buffer(tmp_path
     assert main(["train", f"resume={run}", "trainer.steps=250"]) == 0
     state = load_checkpoint(latest_checkpoint(run))
     assert state["step"] == 250 and len(state["buffer"]["rewards"]) == 250
+
+
+def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, monkeypatch):
+    import rlcore.envs.mujoco as recipes
+    from rlcore.datasets import load_dataset
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "trainer.steps=300", "trainer.eval_every=100", f"run_dir={run}"]) == 0
+    out = tmp_path / "policies"
+    for quality in ("medium", "expert"):
+        assert main(["data", "export-policy", str(run), "--quality", quality, "--out", str(out)]) == 0
+    expert = torch.load(out / "hopper-expert.pt", weights_only=False)
+    medium = torch.load(out / "hopper-medium.pt", weights_only=False)
+    returns = [r["return_mean"] for r in read_metrics(run) if r["kind"] == "eval"]
+    assert expert["eval"]["return_mean"] == max(returns) == expert["expert_return"]
+    nearest = min(returns, key=lambda r: abs(r - max(returns) / 3))
+    assert medium["eval"]["return_mean"] == nearest
+
+    monkeypatch.setattr(recipes, "POLICY_DIR", out)
+    a = load_dataset("hopper-medium-expert", transitions=1000, seed=3, progress=False)
+    from rlcore.registry import DATASETS
+    b = DATASETS.get("hopper-medium-expert").make(1000, seed=3, progress=False)  # made again
+    assert len(a) == 1000 and a.timeouts[499] | a.terminals[499]   # halves end cleanly
+    torch.testing.assert_close(torch.as_tensor(a.actions), torch.as_tensor(b.actions))
+    assert torch.as_tensor(a.actions).abs().max() < 1

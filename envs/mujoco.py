@@ -48,6 +48,10 @@ class Concatenation:
     description: str
     parts: tuple
 
+    @property
+    def gym_kwargs(self) -> dict:
+        return self.parts[0].gym_kwargs
+
     def make(self, transitions: int, seed: int, progress: bool = True) -> OfflineDataset:
         sizes = [transitions // len(self.parts)] * len(self.parts)
         sizes[-1] += transitions - sum(sizes)

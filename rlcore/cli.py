@@ -98,10 +98,13 @@ def cmd_list(args) -> int:
 def print_datasets() -> None:
     from rlcore.datasets import data_dir
     from rlcore.registry import DATASETS
-    print(f"  generated here (cache: {data_dir()}):")
+    from rlcore.sources import minari_root
+    print(f"  generated here (stored as Minari datasets rlcore/<env>/..., in {minari_root()}):")
     for name in DATASETS.names():
         recipe = DATASETS.get(name)
-        cached = sorted(data_dir().glob(f"{name}-n*-s*.hdf5"))
+        env, rest = name.split("-", 1)
+        cached = sorted((minari_root() / "rlcore" / env).glob(f"{rest}-n*-s*-v0"))
+        cached = [p for p in cached if (p / "data").exists()]
         state = ", ".join(p.name for p in cached) if cached else "not made yet"
         print(f"    {name:<22} {recipe.gym_id:<15} {recipe.description}  [{state}]")
     print("  D4RL (downloaded on first use): <hopper|halfcheetah|walker2d|ant>-<random|medium|"
@@ -110,7 +113,7 @@ def print_datasets() -> None:
         print(f"    {path.stem:<22} [cached: {path}]")
     try:
         import minari
-        local = sorted(minari.list_local_datasets())
+        local = sorted(k for k in minari.list_local_datasets() if not k.startswith("rlcore/"))
     except Exception:  # minari's folder unreadable: nothing to list
         local = []
     print("  Minari (local): " + (", ".join(local) if local else "none") +
@@ -165,7 +168,8 @@ def dataset_path(name: str, transitions: int, seed: int) -> str:
     if ds.looks_like_path(name):
         return str(Path(name).expanduser().resolve())
     if name in DATASETS:
-        return str(ds.cache_path(name, transitions, seed))
+        from rlcore.sources import minari_root
+        return str(minari_root() / ds.generated_id(name, transitions, seed))
     if ds.is_url(name) or d4rl_url(name):
         return str(ds.d4rl_cache_path(name))
     if looks_like_minari_id(name):

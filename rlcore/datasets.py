@@ -2,7 +2,7 @@
 
 1. a path to a D4RL-format .hdf5 file;             /data/hopper_medium-v2.hdf5
 2. a URL of one (downloaded into the cache);       https://.../hopper_medium-v2.hdf5
-3. a dataset generated here (made once, cached);   hopper-pd-noisy, walker2d-random
+3. a dataset generated here (made once, stored as a Minari dataset); hopper-pd-noisy
 4. a D4RL gym-MuJoCo v2 name (downloaded, cached); hopper-medium-replay-v2
 5. a Minari dataset id (local, else downloaded);   mujoco/hopper/medium-v0
 Two processes making the same cache entry wait on one lock; files appear atomically.
@@ -12,10 +12,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from rlcore.data import DatasetError, OfflineDataset, load_hdf5, save_hdf5
+from rlcore.data import DatasetError, OfflineDataset, load_hdf5
 from rlcore.fileio import file_lock
 from rlcore.registry import DATASETS
-from rlcore.sources import d4rl_url, download, load_minari, looks_like_minari_id
+from rlcore.scores import d4rl_reference
+from rlcore.sources import (d4rl_url, download, load_minari, looks_like_minari_id, minari_root,
+                            save_minari)
 
 
 def data_dir(configured: str | None = None) -> Path:
@@ -23,8 +25,10 @@ def data_dir(configured: str | None = None) -> Path:
                 or Path.home() / ".cache" / "rlcore" / "datasets").expanduser()
 
 
-def cache_path(name: str, transitions: int, seed: int, directory: str | None = None) -> Path:
-    return data_dir(directory) / f"{name}-n{transitions}-s{seed}.hdf5"
+def generated_id(name: str, transitions: int, seed: int) -> str:
+    """Minari id of a generated dataset: hopper-pd-noisy -> rlcore/hopper/pd-noisy-n200000-s0-v0."""
+    env, rest = name.split("-", 1)
+    return f"rlcore/{env}/{rest}-n{transitions}-s{seed}-v0"
 
 
 def looks_like_path(name: str) -> bool:
@@ -47,7 +51,7 @@ def load_dataset(name: str, transitions: int = 200_000, seed: int = 0,
     if is_url(name):
         return load_hdf5(download(name, d4rl_cache_path(name, directory), progress))
     if name in DATASETS:
-        return make_generated(name, transitions, seed, directory, progress)
+        return make_generated(name, transitions, seed, progress)
     url = d4rl_url(name)
     if url is not None:
         return load_hdf5(download(url, d4rl_cache_path(name, directory), progress), name=name)
@@ -60,11 +64,23 @@ def load_dataset(name: str, transitions: int = 200_000, seed: int = 0,
         "D4RL-format .hdf5 file")
 
 
-def make_generated(name: str, transitions: int, seed: int, directory: str | None,
-                   progress: bool) -> OfflineDataset:
-    path = cache_path(name, transitions, seed, directory)
-    with file_lock(path.with_suffix(".lock")):
-        if not path.exists():
-            dataset = DATASETS.get(name).make(transitions, seed, progress=progress)
-            save_hdf5(dataset, path)
-    return load_hdf5(path, name=name)
+def make_generated(name: str, transitions: int, seed: int, progress: bool) -> OfflineDataset:
+    """Made once by its recipe and stored in Minari's folder with D4RL's reference returns."""
+    dataset_id = generated_id(name, transitions, seed)
+    path = minari_root() / dataset_id
+    with file_lock(minari_root() / f".{dataset_id.replace('/', '_')}.lock"):
+        if not (path / "data").exists():
+            import gymnasium as gym
+            recipe = DATASETS.get(name)
+            dataset = recipe.make(transitions, seed, progress=progress)
+            ref = d4rl_reference(name.split("-")[0])
+            env = gym.make(recipe.gym_id, **recipe.gym_kwargs)
+            try:
+                save_minari(dataset, dataset_id, env, ref.ref_min, ref.ref_max,
+                            f"{name}: {recipe.description}; {transitions} transitions, seed {seed}; "
+                            f"reference returns are D4RL's for {name.split('-')[0]}")
+            finally:
+                env.close()
+    dataset = load_minari(dataset_id, download_missing=False)
+    dataset.name = name
+    return dataset

@@ -62,6 +62,8 @@ def reference_for(score_family: str, metadata: dict | None = None) -> Reference:
     """The dataset's own references when it carries them, else D4RL's for the family."""
     metadata = metadata or {}
     if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
-        return Reference(float(metadata["ref_min_score"]), float(metadata["ref_max_score"]),
-                         source="dataset metadata")
+        ref_min, ref_max = float(metadata["ref_min_score"]), float(metadata["ref_max_score"])
+        d4rl = D4RL_FAMILY_REFS.get(score_family)
+        same = d4rl is not None and np.allclose((ref_min, ref_max), d4rl, rtol=1e-6, atol=1e-6)
+        return Reference(ref_min, ref_max, f"D4RL {score_family}" if same else "dataset metadata")
     return d4rl_reference(score_family)

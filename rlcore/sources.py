@@ -6,8 +6,11 @@ into place: a download cut off mid-way never leaves a file that later loads as v
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -70,6 +73,58 @@ def download(url: str, dest: Path, progress: bool = True, timeout: float = 60.0)
 
         atomic_write(dest, fetch)
     return dest
+
+
+def minari_root() -> Path:
+    """Minari's local folder: $MINARI_DATASETS_PATH, else ~/.minari/datasets."""
+    return Path(os.environ.get("MINARI_DATASETS_PATH")
+                or Path.home() / ".minari" / "datasets").expanduser()
+
+
+@contextlib.contextmanager
+def _minari_path(path: Path):
+    old = os.environ.get("MINARI_DATASETS_PATH")
+    os.environ["MINARI_DATASETS_PATH"] = str(path)
+    try:
+        yield
+    finally:
+        if old is None:
+            del os.environ["MINARI_DATASETS_PATH"]
+        else:
+            os.environ["MINARI_DATASETS_PATH"] = old
+
+
+def save_minari(dataset: OfflineDataset, dataset_id: str, env, ref_min: float, ref_max: float,
+                description: str) -> Path:
+    """Write `dataset` as a Minari dataset (readable by `minari show`), atomically: it is made
+    under a hidden temporary root beside Minari's folder, then renamed into place."""
+    import minari
+    from minari.data_collector import EpisodeBuffer
+    episodes, start = [], 0
+    for end in dataset.episode_ends():
+        obs = np.concatenate([dataset.observations[start:end], dataset.next_observations[end - 1:end]])
+        episodes.append(EpisodeBuffer(
+            observations=list(obs), actions=list(dataset.actions[start:end]),
+            rewards=list(dataset.rewards[start:end]), terminations=list(dataset.terminals[start:end]),
+            truncations=list(dataset.timeouts[start:end] | (~dataset.terminals[start:end]
+                                                             & (np.arange(start, end) == end - 1)))))
+        start = end
+    root = minari_root()
+    root.mkdir(parents=True, exist_ok=True)
+    tmp_root = Path(tempfile.mkdtemp(prefix=".rlcore-", dir=root))
+    try:
+        with _minari_path(tmp_root):
+            minari.create_dataset_from_buffers(
+                dataset_id, episodes, env=env, eval_env=env, ref_min_score=ref_min, ref_max_score=ref_max,
+                algorithm_name="rlcore " + dataset.name, author="rlcore",
+                author_email="rlcore@users.noreply.github.com",
+                code_permalink="https://github.com/rlcore/rlcore", description=description)
+        final = root / dataset_id
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp_root / dataset_id, final)
+    finally:
+        shutil.rmtree(tmp_root, ignore_errors=True)
+    return final
 
 
 def looks_like_minari_id(name: str) -> bool:

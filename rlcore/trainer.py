@@ -99,7 +99,7 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
         buffer = Buffer(spec.obs_dim, spec.action_dim, cfg.agent.buffer_size, device, cfg.seed)
         return Setup(cfg, device, agent, buffer, None, reference_for(cfg.env.score))
     dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
-                           cfg.data.dir, progress=progress)
+                           cfg.data.dir, progress=progress)  # dir: where downloads are cached
     torch.manual_seed(cfg.seed)
     agent = build_agent(cfg, Spec(dataset.obs_dim, dataset.action_dim), device)
     data = dataset

@@ -7,8 +7,9 @@ from rlcore.data import from_arrays
 
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path, monkeypatch):
-    """Generated datasets go to a per-test folder, never the user's cache."""
+    """Generated and downloaded datasets go to a per-test folder, never the user's cache."""
     monkeypatch.setenv("RLCORE_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     torch.manual_seed(0)
 
 

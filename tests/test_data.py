@@ -121,6 +121,13 @@ def test_generated_dataset_is_deterministic_cached_and_keeps_timeouts_apart():
         np.testing.assert_array_equal(getattr(a, key), getattr(c, key))
     assert not np.array_equal(a.actions, d.actions)
     assert a.terminals.any() and a.timeouts[-1] and not (a.terminals & a.timeouts).any()
+    # stored as a Minari dataset that Minari itself reads, with D4RL's hopper references
+    import minari
+    stored = minari.load_dataset("rlcore/hopper/pd-noisy-n3000-s7-v0")
+    assert stored.total_steps == 3000
+    assert stored.storage.metadata["ref_max_score"] == 3234.3
+    from rlcore.scores import reference_for
+    assert reference_for("hopper", a.metadata).source == "D4RL hopper"
     # within an episode, s' of step t is s of step t+1
     inside = ~(a.terminals | a.timeouts)[:-1]
     np.testing.assert_allclose(a.next_observations[:-1][inside], a.observations[1:][inside])

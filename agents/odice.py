@@ -152,9 +152,8 @@ class ODICE(Agent):
         weight = bc_weight(residual, self.cfg.f, self.cfg.weight_clip)      # [heads, B]
         nll = -self.policy.log_prob(batch["observations"], batch["actions"])  # [B]
         loss = (weight * nll).mean()
-        self.policy_opt.zero_grad(set_to_none=True)
-        loss.backward()
-        self.policy_opt.step()
+        params = list(self.policy.parameters())
+        apply_gradients(params, torch.autograd.grad(loss, params), self.policy_opt)
         return {"policy_loss": loss.detach(), "bc_weight_mean": weight.mean()}
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

@@ -66,7 +66,11 @@ class Agent(nn.Module):
 
 def apply_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
                     optimizer: torch.optim.Optimizer) -> None:
-    """Install hand-built gradients and take one optimizer step."""
+    """Install gradients (from torch.autograd.grad) and take one optimizer step.
+
+    Agents take every step this way rather than with loss.backward(): under torch.compile a
+    traced backward() leaves no .grad behind, and the optimizer would silently skip the step.
+    """
     for p, g in zip(params, grads):
         p.grad = g
     optimizer.step()

@@ -1,9 +1,11 @@
-"""`rlcore bench`: updates/s of an agent's update, rlcore's loop beside a reference loop.
+"""`rlcore bench`: updates/s of an agent's update, rlcore's loops beside a reference loop.
 
-Both loops run the same agent math on the same device in the same process:
-  rlcore     indices drawn on the device, metrics kept on the device (one sync at the end);
-  reference  the straightforward way (as CORL writes it): indices and batch gathered on the
-             CPU with numpy, copied to the device each step, every metric read with .item().
+Every loop runs the same agent math on the same device in the same process:
+  reference         the straightforward way (as CORL writes it): indices and batch gathered on
+                    the CPU with numpy, copied to the device each step, every metric .item()'d;
+  rlcore eager      indices drawn on the device, metrics kept on the device (one sync at the end);
+  rlcore compiled   the same with the update through torch.compile (trainer.compile=compile);
+                    compilation happens in the warm-up and is reported separately.
 Synthetic data with the env's observation and action sizes; the numbers are throughput only.
 """
 from __future__ import annotations
@@ -18,6 +20,7 @@ import torch
 
 from rlcore.agent import Spec
 from rlcore.buffer import KEYS, Buffer
+from rlcore.compile import compiled_update
 from rlcore.config import load_config, resolve_device
 from rlcore.fileio import atomic_write_text
 from rlcore.trainer import build_agent
@@ -38,17 +41,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_rlcore(agent, buffer, batch_size, updates, warmup, device) -> float:
+def time_rlcore(update, agent, buffer, batch_size, updates, warmup, device) -> tuple[float, float]:
+    """(updates/s, seconds of warm-up including any compilation)."""
+    start = time.perf_counter()
     for _ in range(warmup):
-        agent.update(agent.sample(buffer, batch_size))
+        update(agent.sample(buffer, batch_size))
     _sync(device)
+    warm = time.perf_counter() - start
     start = time.perf_counter()
     metrics = {}
     for _ in range(updates):
-        metrics = agent.update(agent.sample(buffer, batch_size))
+        metrics = update(agent.sample(buffer, batch_size))
     torch.stack(list(metrics.values())).cpu()
     _sync(device)
-    return updates / (time.perf_counter() - start)
+    return updates / (time.perf_counter() - start), warm
 
 
 def time_reference(agent, arrays, batch_size, updates, warmup, device) -> float:
@@ -82,18 +88,23 @@ def run_bench(overrides: list[str]) -> dict:
     env.close()
     arrays = synthetic_arrays(b.transitions, obs_dim, action_dim)
     spec = Spec(obs_dim, action_dim)
+    buffer = Buffer(obs_dim, action_dim, b.transitions, device)
+    buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
     rows = []
-    for label, timer in (("reference (numpy sampling, .item() per step)", "reference"),
-                         ("rlcore (device sampling, no sync)", "rlcore")):
+    for label, mode in (("reference (numpy sampling, .item() per step)", None),
+                        ("rlcore eager (device sampling, no sync)", "eager"),
+                        ("rlcore compiled (torch.compile)", "compile")):
+        if mode is not None and mode not in b.modes:
+            continue
         torch.manual_seed(0)
         agent = build_agent(cfg, spec, device)
-        if timer == "rlcore":
-            buffer = Buffer(obs_dim, action_dim, b.transitions, device)
-            buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
-            ups = time_rlcore(agent, buffer, cfg.agent.batch_size, b.updates, b.warmup, device)
+        if mode is None:
+            ups, warm = time_reference(agent, arrays, cfg.agent.batch_size, b.updates, b.warmup,
+                                       device), None
         else:
-            ups = time_reference(agent, arrays, cfg.agent.batch_size, b.updates, b.warmup, device)
-        rows.append({"loop": label, "updates_per_s": ups})
+            ups, warm = time_rlcore(compiled_update(agent, mode), agent, buffer,
+                                    cfg.agent.batch_size, b.updates, b.warmup, device)
+        rows.append({"loop": label, "updates_per_s": ups, "warmup_s": warm})
     base = rows[0]["updates_per_s"]
     for row in rows:
         row["ratio"] = row["updates_per_s"] / base
@@ -104,9 +115,10 @@ def run_bench(overrides: list[str]) -> dict:
               "updates": b.updates, "rows": rows}
     print(f"{cfg.agent.name} on {device} (torch {torch.__version__}), batch {cfg.agent.batch_size}, "
           f"{b.updates} timed updates after {b.warmup} warm-up")
-    print(f"{'loop':<48} {'updates/s':>10} {'ratio':>7}")
+    print(f"{'loop':<48} {'updates/s':>10} {'ratio':>7} {'warm-up s':>10}")
     for row in rows:
-        print(f"{row['loop']:<48} {row['updates_per_s']:>10.1f} {row['ratio']:>7.2f}")
+        warm = "" if row["warmup_s"] is None else f"{row['warmup_s']:.1f}"
+        print(f"{row['loop']:<48} {row['updates_per_s']:>10.1f} {row['ratio']:>7.2f} {warm:>10}")
     atomic_write_text(b.out, json.dumps(result, indent=2))
     print(f"saved {b.out}")
     return result

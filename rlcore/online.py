@@ -16,10 +16,10 @@ class OnlineCollector:
     simulator's mid-episode state is not checkpointed.
     """
 
-    def __init__(self, setup):
+    def __init__(self, setup, update):
         from rlcore.trainer import gym_kwargs
         cfg = setup.cfg
-        self.setup, self.agent_cfg = setup, cfg.agent
+        self.setup, self.agent_cfg, self.update = setup, cfg.agent, update
         self.env = make_vector_env(cfg.env.gym_id, 1, **gym_kwargs(cfg))
         self.rng = np.random.default_rng(cfg.seed)
         self.obs, _ = self.env.reset(seed=cfg.seed)
@@ -45,7 +45,7 @@ class OnlineCollector:
         self.obs = next_obs
         if len(setup.buffer) < cfg.update_after:
             return None
-        return setup.agent.update(setup.agent.sample(setup.buffer, cfg.batch_size))
+        return self.update(setup.agent.sample(setup.buffer, cfg.batch_size))
 
     def stats(self) -> dict:
         """Mean return of the training episodes finished since the last call."""

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from rlcore.agent import Agent, Spec
 from rlcore.buffer import Buffer
 from rlcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlcore.compile import compiled_update, resolve_mode
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
@@ -177,12 +178,14 @@ def train(cfg: DictConfig) -> RunResult:
     setup = prepare(cfg, device, progress=t.progress)
     agent, buffer = setup.agent, setup.buffer
     evaluator = setup.evaluator(t.eval_episodes)
+    mode = resolve_mode(t.compile, device, t.steps)
+    update = compiled_update(agent, mode)
     if setup.online:
         from rlcore.online import OnlineCollector
-        step_fn = OnlineCollector(setup)
+        step_fn = OnlineCollector(setup, update)
     else:
         def step_fn(step: int) -> dict:
-            return agent.update(agent.sample(buffer, cfg.agent.batch_size))
+            return update(agent.sample(buffer, cfg.agent.batch_size))
 
     start, evals = 0, []
     checkpoint = latest_checkpoint(run_dir)
@@ -194,6 +197,9 @@ def train(cfg: DictConfig) -> RunResult:
 
     logger = RunLogger(run_dir, cfg)
     title = f"{cfg.agent.name} on {dataset_label(cfg)}, seed {cfg.seed}"
+    if mode == "compile":
+        print(f"{title}: compiling the update (torch.compile; the first steps wait for it)",
+              file=sys.stderr)
     bar = tqdm(total=t.steps, initial=start, desc=title, unit="upd", disable=not t.progress,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     if evals:

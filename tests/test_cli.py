@@ -159,3 +159,14 @@ def test_dataset_with_the_wrong_observation_size_is_refused(capsys, tmp_path):
                             f"runs_root={tmp_path}"], capsys)
     assert code == 2
     assert "17-dim observations but Hopper-v5 (env=hopper) has 11" in err
+
+
+def test_bench_prints_each_loop_with_its_ratio_and_saves_json(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    code, text, _ = run_cli(["bench", "agent.policy_hidden=[32]", "agent.value_hidden=[32]",
+                             "bench.updates=5", "bench.warmup=2", "bench.transitions=500",
+                             "bench.modes=[eager]", f"bench.out={out}"], capsys)
+    assert code == 0 and "reference" in text and "rlcore eager" in text
+    result = json.loads(out.read_text())
+    assert [r["ratio"] for r in result["rows"]][0] == 1.0 and len(result["rows"]) == 2
+    assert result["device"] == "cpu" and result["batch_size"] == 256

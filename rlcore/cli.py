@@ -140,42 +140,23 @@ def cmd_data(args) -> int:
               f"(expert {state['expert_return']:.1f})")
         return 0
     if args.action == "path":
-        print(dataset_path(args.name, args.transitions, args.seed))
+        print(ds.locate(args.name, args.transitions, args.seed)[1])
         return 0
     dataset = ds.load_dataset(args.name, **kwargs)
     if args.action == "make":
-        print(f"{args.name}: {len(dataset)} transitions at "
-              f"{dataset_path(args.name, args.transitions, args.seed)}")
+        where = ds.locate(args.name, args.transitions, args.seed)[1]
+        print(f"{args.name}: {len(dataset)} transitions at {where}")
         return 0
     info = dataset.summary()
-    family = args.name.split("/")[-2] if "/" in args.name else Path(args.name).stem.split("-")[0]
     try:
-        reference = reference_for(family.split("_")[0], dataset.metadata)
-    except KeyError:
-        reference = None
-    if reference is not None:
+        reference = reference_for(ds.score_family(args.name), dataset.metadata)
         info["score_mean"] = float(reference.normalize(info["return_mean"]))
         info["reference"] = reference.source
+    except KeyError:  # no reference returns known for this family
+        pass
     info["metadata"] = {k: v for k, v in dataset.metadata.items() if k != "env_spec"}
     print(json.dumps(info, indent=2, default=str))
     return 0
-
-
-def dataset_path(name: str, transitions: int, seed: int) -> str:
-    from rlcore import datasets as ds
-    from rlcore.registry import DATASETS
-    from rlcore.sources import d4rl_url, looks_like_minari_id
-    if ds.looks_like_path(name):
-        return str(Path(name).expanduser().resolve())
-    if name in DATASETS:
-        from rlcore.sources import minari_root
-        return str(minari_root() / ds.generated_id(name, transitions, seed))
-    if ds.is_url(name) or d4rl_url(name):
-        return str(ds.d4rl_cache_path(name))
-    if looks_like_minari_id(name):
-        import minari.storage
-        return str(minari.storage.get_dataset_path(name))
-    raise UserError(f"unknown dataset {name!r} (see rlcore data list)")
 
 
 def cmd_bench(args) -> int:

@@ -44,19 +44,19 @@ def d4rl_cache_path(name_or_url: str, directory: str | None = None) -> Path:
     return data_dir(directory) / "d4rl" / f"{stem}.hdf5"
 
 
-def load_dataset(name: str, transitions: int = 200_000, seed: int = 0,
-                 directory: str | None = None, progress: bool = True) -> OfflineDataset:
+def locate(name: str, transitions: int = 200_000, seed: int = 0,
+           directory: str | None = None) -> tuple[str, Path]:
+    """(kind, where the dataset lives or will live): file, url, generated, d4rl or minari."""
     if looks_like_path(name):
-        return load_hdf5(Path(name).expanduser())
+        return "file", Path(name).expanduser()
     if is_url(name):
-        return load_hdf5(download(name, d4rl_cache_path(name, directory), progress))
+        return "url", d4rl_cache_path(name, directory)
     if name in DATASETS:
-        return make_generated(name, transitions, seed, progress)
-    url = d4rl_url(name)
-    if url is not None:
-        return load_hdf5(download(url, d4rl_cache_path(name, directory), progress), name=name)
+        return "generated", minari_root() / generated_id(name, transitions, seed)
+    if d4rl_url(name) is not None:
+        return "d4rl", d4rl_cache_path(name, directory)
     if looks_like_minari_id(name):
-        return load_minari(name)
+        return "minari", minari_root() / name
     raise DatasetError(
         f"unknown dataset {name!r}; valid: generated {', '.join(DATASETS.names())}; D4RL names "
         "<hopper|halfcheetah|walker2d|ant>-<random|medium|expert|medium-replay|medium-expert|"
@@ -64,10 +64,31 @@ def load_dataset(name: str, transitions: int = 200_000, seed: int = 0,
         "D4RL-format .hdf5 file")
 
 
+def load_dataset(name: str, transitions: int = 200_000, seed: int = 0,
+                 directory: str | None = None, progress: bool = True) -> OfflineDataset:
+    kind, where = locate(name, transitions, seed, directory)
+    if kind == "file":
+        return load_hdf5(where)
+    if kind == "url":
+        return load_hdf5(download(name, where, progress))
+    if kind == "generated":
+        return make_generated(name, transitions, seed, progress)
+    if kind == "d4rl":
+        return load_hdf5(download(d4rl_url(name), where, progress), name=name)
+    return load_minari(name)
+
+
+def score_family(name: str) -> str:
+    """hopper from hopper-medium-v2, hopper_medium-v2.hdf5 or mujoco/hopper/medium-v0."""
+    if "/" in name and not Path(name).exists():
+        return name.split("/")[-2]
+    return Path(name).stem.split("-")[0].split("_")[0]
+
+
 def make_generated(name: str, transitions: int, seed: int, progress: bool) -> OfflineDataset:
     """Made once by its recipe and stored in Minari's folder with D4RL's reference returns."""
     dataset_id = generated_id(name, transitions, seed)
-    path = minari_root() / dataset_id
+    path = locate(name, transitions, seed)[1]
     with file_lock(minari_root() / f".{dataset_id.replace('/', '_')}.lock"):
         if not (path / "data").exists():
             import gymnasium as gym

@@ -170,3 +170,19 @@ def test_bench_prints_each_loop_with_its_ratio_and_saves_json(capsys, tmp_path):
     result = json.loads(out.read_text())
     assert [r["ratio"] for r in result["rows"]][0] == 1.0 and len(result["rows"]) == 2
     assert result["device"] == "cpu" and result["batch_size"] == 256
+
+
+def test_data_make_info_and_path_of_a_generated_dataset(capsys, tmp_path):
+    args = ["hopper-pd-noisy", "--transitions", "2000", "--seed", "4"]
+    code, out, _ = run_cli(["data", "make", *args], capsys)
+    assert code == 0 and "2000 transitions" in out and "rlcore/hopper/pd-noisy-n2000-s4-v0" in out
+    code, out, _ = run_cli(["data", "info", *args], capsys)
+    info = json.loads(out)
+    assert info["transitions"] == 2000 and info["reference"] == "D4RL hopper"
+    assert abs(info["score_mean"] - 100 * (info["return_mean"] + 20.272305) / 3254.572305) < 1e-6
+    code, out, _ = run_cli(["data", "path", *args], capsys)
+    assert out.strip().endswith("rlcore/hopper/pd-noisy-n2000-s4-v0")
+    code, out, _ = run_cli(["data", "path", "hopper-medium-replay-v2"], capsys)
+    assert out.strip().endswith("d4rl/hopper-medium-replay-v2.hdf5")
+    code, _, err = run_cli(["data", "info", "hopper-mediun"], capsys)
+    assert code == 2 and "unknown dataset 'hopper-mediun'" in err

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from rlcore.errors import UserError
 from rlcore.fileio import atomic_write_text
 
 METRICS_FILE = "metrics.jsonl"
@@ -43,7 +44,10 @@ class RunLogger:
             from torch.utils.tensorboard import SummaryWriter
             self.tb = SummaryWriter(str(run_dir / "tensorboard"))
         if cfg.logger.wandb:
-            import wandb
+            try:
+                import wandb
+            except ImportError:
+                raise UserError("logger.wandb=true needs the wandb package: pip install wandb") from None
             self.wandb = wandb.init(project=cfg.logger.wandb_project, dir=str(run_dir),
                                     name=run_dir.name, resume="allow",
                                     config=OmegaConf.to_container(cfg, resolve=True))

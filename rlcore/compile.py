@@ -6,10 +6,12 @@ process-wide when compiling. Measured on this machine's CPU (2 cores): the whole
 update compiles in about 25 s and then runs 2.3x faster than eager (docs/benchmarks.md).
 
 `auto` compiles on CUDA, and on CPU when the run is long enough (>= 20,000 updates) to repay
-the compilation; short runs and tests stay eager.
+the compilation and a C++ compiler is there (inductor builds CPU kernels with it); short runs
+and tests stay eager.
 """
 from __future__ import annotations
 
+import shutil
 from typing import Callable
 
 import torch
@@ -23,8 +25,14 @@ CPU_COMPILE_MIN_STEPS = 20_000
 def resolve_mode(mode: str, device: torch.device, steps: int) -> str:
     if mode not in MODES:
         raise ConfigError(f"trainer.compile={mode!r}; valid: {', '.join(MODES)}")
+    has_compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     if mode == "auto":
-        return "compile" if device.type == "cuda" or steps >= CPU_COMPILE_MIN_STEPS else "eager"
+        if device.type == "cuda":
+            return "compile"
+        return "compile" if steps >= CPU_COMPILE_MIN_STEPS and has_compiler else "eager"
+    if mode == "compile" and device.type == "cpu" and not has_compiler:
+        raise ConfigError("trainer.compile=compile on CPU needs a C++ compiler (g++ or clang++) "
+                          "for torch.compile's kernels; install one or use trainer.compile=eager")
     return mode
 
 

@@ -11,14 +11,19 @@ from rlcore.errors import ConfigError
 from rlcore.trainer import build_agent
 
 
-def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only():
+def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
     assert resolve_mode("auto", cpu, 1000) == "eager"
     assert resolve_mode("auto", cpu, 1_000_000) == "compile"
     assert resolve_mode("auto", cuda, 1000) == "compile"
     assert resolve_mode("eager", cuda, 10**6) == "eager"
     with pytest.raises(ConfigError, match="valid: auto, eager, compile"):
         resolve_mode("turbo", cpu, 10)
+    monkeypatch.setattr("shutil.which", lambda name: None)   # no C++ compiler
+    assert resolve_mode("auto", cpu, 1_000_000) == "eager"
+    with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
+        resolve_mode("compile", cpu, 10)
 
 
 @pytest.mark.slow

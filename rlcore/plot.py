@@ -14,8 +14,10 @@ from rlcore.fileio import atomic_write  # noqa: E402
 def plot_run(rows: list[dict], path: Path, title: str) -> Path:
     evals = [r for r in rows if r["kind"] == "eval"]
     train = [r for r in rows if r["kind"] == "train"]
-    losses = [k for k in (train[0] if train else {}) if k.endswith("_loss")]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    losses = [k for k in (train[-1] if train else {}) if k.endswith("_loss")]
+    fig, axes = plt.subplots(1, 1 + max(1, len(losses)), figsize=(5.5 * (1 + max(1, len(losses))), 4),
+                             squeeze=False)
+    axes = axes[0]
     ax = axes[0]
     if evals:
         steps = [r["step"] for r in evals]
@@ -26,13 +28,11 @@ def plot_run(rows: list[dict], path: Path, title: str) -> Path:
                         [m + s for m, s in zip(mean, std)], alpha=0.25)
     ax.set(xlabel="updates", ylabel="D4RL normalized score", title=title)
     ax.grid(alpha=0.3)
-    ax = axes[1]
-    for key in losses:
-        ax.plot([r["step"] for r in train], [r[key] for r in train], label=key)
-    ax.set(xlabel="updates", ylabel="loss (mean over log interval)", title="training losses")
-    if losses:
-        ax.legend()
-    ax.grid(alpha=0.3)
+    for ax, key in zip(axes[1:], losses):  # one panel each: losses differ in scale
+        rows = [r for r in train if key in r]
+        ax.plot([r["step"] for r in rows], [r[key] for r in rows])
+        ax.set(xlabel="updates", ylabel="mean over log interval", title=key)
+        ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

@@ -88,18 +88,18 @@ def score_family(name: str) -> str:
 def make_generated(name: str, transitions: int, seed: int, progress: bool) -> OfflineDataset:
     """Made once by its recipe and stored in Minari's folder with D4RL's reference returns."""
     dataset_id = generated_id(name, transitions, seed)
-    path = locate(name, transitions, seed)[1]
     with file_lock(minari_root() / f".{dataset_id.replace('/', '_')}.lock"):
-        if not (path / "data").exists():
+        if not (minari_root() / dataset_id / "data").exists():
             import gymnasium as gym
             recipe = DATASETS.get(name)
             dataset = recipe.make(transitions, seed, progress=progress)
-            ref = d4rl_reference(name.split("-")[0])
+            family = score_family(name)
+            ref = d4rl_reference(family)
             env = gym.make(recipe.gym_id, **recipe.gym_kwargs)
             try:
                 save_minari(dataset, dataset_id, env, ref.ref_min, ref.ref_max,
                             f"{name}: {recipe.description}; {transitions} transitions, seed {seed}; "
-                            f"reference returns are D4RL's for {name.split('-')[0]}")
+                            f"reference returns are D4RL's for {family}")
             finally:
                 env.close()
     dataset = load_minari(dataset_id, download_missing=False)

@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import tempfile
+import warnings
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -103,22 +104,23 @@ def save_minari(dataset: OfflineDataset, dataset_id: str, env, ref_min: float, r
     episodes, start = [], 0
     for end in dataset.episode_ends():
         obs = np.concatenate([dataset.observations[start:end], dataset.next_observations[end - 1:end]])
+        truncations = dataset.timeouts[start:end].copy()
+        truncations[-1] |= not dataset.terminals[end - 1]  # Minari needs every episode to end
         episodes.append(EpisodeBuffer(
             observations=list(obs), actions=list(dataset.actions[start:end]),
-            rewards=list(dataset.rewards[start:end]), terminations=list(dataset.terminals[start:end]),
-            truncations=list(dataset.timeouts[start:end] | (~dataset.terminals[start:end]
-                                                             & (np.arange(start, end) == end - 1)))))
+            rewards=list(dataset.rewards[start:end]),
+            terminations=list(dataset.terminals[start:end]), truncations=list(truncations)))
         start = end
     root = minari_root()
     root.mkdir(parents=True, exist_ok=True)
     tmp_root = Path(tempfile.mkdtemp(prefix=".rlcore-", dir=root))
     try:
-        with _minari_path(tmp_root):
+        with _minari_path(tmp_root), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*(author|code_permalink).*", category=UserWarning)
             minari.create_dataset_from_buffers(
-                dataset_id, episodes, env=env, eval_env=env, ref_min_score=ref_min, ref_max_score=ref_max,
-                algorithm_name="rlcore " + dataset.name, author="rlcore",
-                author_email="rlcore@users.noreply.github.com",
-                code_permalink="https://github.com/rlcore/rlcore", description=description)
+                dataset_id, episodes, env=env, eval_env=env, ref_min_score=ref_min,
+                ref_max_score=ref_max, algorithm_name="rlcore " + dataset.name, author="rlcore",
+                description=description)
         final = root / dataset_id
         final.parent.mkdir(parents=True, exist_ok=True)
         os.replace(tmp_root / dataset_id, final)
@@ -134,10 +136,7 @@ def looks_like_minari_id(name: str) -> bool:
 
 def load_minari(dataset_id: str, download_missing: bool = True) -> OfflineDataset:
     """A Minari dataset (local, or downloaded when a network exists) as flat transitions."""
-    try:
-        import minari
-    except ImportError:
-        raise DatasetError("Minari datasets need the minari package: pip install minari") from None
+    import minari
     try:
         dataset = minari.load_dataset(dataset_id, download=download_missing)
     except Exception as exc:  # minari raises several types for unknown / unreachable ids

@@ -239,6 +239,8 @@ def train(cfg: DictConfig) -> RunResult:
         bar.close()
         logger.close()
         evaluator.close()
+        if setup.online:
+            step_fn.close()
 
     rows = read_metrics(run_dir)
     plot_run(rows, run_dir / "curve.png", title)

@@ -33,7 +33,10 @@ Where this departs from the authors' code (numerically equal up to rounding):
 - g_b comes from its own autograd pass rather than (accumulated grad - g_f);
 - c stays on the device (the authors call .item(), a host sync every step);
 - log pi is the closed-form diagonal-Gaussian density (same value as MultivariateNormal);
-- twin heads are one ensemble-shaped network (same init and math as two MLPs).
+- twin heads are one ensemble-shaped network (same init and math as two MLPs);
+- data: the authors load d4rl.qlearning_dataset, which drops each time-limit step; rlcore keeps
+  it when the file has next_observations (its true s', not bootstrapped past: timeouts are not
+  terminals), and the reward range uses episodes split at terminals or timeouts.
 The paper's per-dataset lam/eta (its Appendix D) could not be retrieved here; the defaults
 are the authors' CLI defaults (lam 0.6, eta 1.0).
 """

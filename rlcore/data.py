@@ -3,7 +3,8 @@
 Keys: observations, actions, rewards, next_observations, terminals, timeouts.
 `terminals` marks a true end (no bootstrap); `timeouts` marks a time-limit cut. Either ends
 an episode. Files are read and written in D4RL's hdf5 format, so a D4RL file and a dataset
-made here load the same way.
+made here load the same way. Unlike d4rl.qlearning_dataset, a time-limit step is kept when the
+file carries next_observations (its s' is known); without them it is dropped, as there.
 """
 from __future__ import annotations
 

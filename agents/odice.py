@@ -109,13 +109,15 @@ class ODICE(Agent):
         return metrics, policy_residual
 
     def residuals(self, batch: TensorDict) -> dict[str, torch.Tensor]:
-        """V(s), V(s') and the target's min-over-heads values Vbar(s), Vbar(s')."""
+        """V(s), the target's min-over-heads Vbar(s), Vbar(s'), and V(s') where the rule needs it."""
         s, s_next = batch["observations"], batch["next_observations"]
         with torch.no_grad():
             v_bar = self.target_value(s).min(0).values                     # [B]
             v_bar_next = self.target_value(s_next).min(0).values
-        return {"v": self.value(s), "v_next": self.value(s_next),          # [heads, B]
-                "v_bar": v_bar, "v_bar_next": v_bar_next}
+        x = {"v": self.value(s), "v_bar": v_bar, "v_bar_next": v_bar_next}  # v: [heads, B]
+        if self.cfg.gradient != "semi_g":                                  # semi_g: no V(s')
+            x["v_next"] = self.value(s_next)
+        return x
 
     def value_gradients(self, batch: TensorDict):
         """Gradient of the V-DICE objective under `gradient`; returns (grads, metrics, delta)."""

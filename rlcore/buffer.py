@@ -104,20 +104,20 @@ class Buffer:
         self._check_nonempty()
         self._index_episodes()
         start = self._randint(self.size, (batch_size,))
+        end = self.episode_end[start][:, None]
         offsets = torch.arange(n, device=self.device)
         pos = start[:, None] + offsets                                  # [B, n]
-        valid = pos < self.episode_end[start][:, None]
-        pos = torch.minimum(pos, self.episode_end[start][:, None] - 1)
-        rewards = self.storage["rewards"][self._physical(pos)] * valid
+        valid = pos < end
+        rewards = self.storage["rewards"][self._physical(torch.minimum(pos, end - 1))] * valid
         powers = discount ** offsets.to(torch.float32)
         steps = valid.sum(1)                                            # m >= 1
-        last = self._gather(start + steps - 1)
+        last = self._physical(start + steps - 1)
         batch = self._gather(start)
         batch["n_step_return"] = (rewards * powers).sum(1)
-        batch["next_observations"] = last["next_observations"]
-        batch["terminals"] = last["terminals"]
+        batch["next_observations"] = self.storage["next_observations"][last]
+        batch["terminals"] = self.storage["terminals"][last]
         batch["n_steps"] = steps
-        batch["bootstrap"] = discount ** steps.to(torch.float32) * (1.0 - last["terminals"])
+        batch["bootstrap"] = discount ** steps.to(torch.float32) * (1.0 - batch["terminals"])
         return batch
 
     def segment_starts(self, length: int) -> torch.Tensor:

@@ -67,6 +67,12 @@ class MLP(nn.Module):
         return y.squeeze(-1) if self.squeeze else y
 
 
+def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:
+    """log N(x; mean, diag(exp(log_std))^2), summed over the last dimension."""
+    z = (x - mean) * torch.exp(-log_std)
+    return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+
+
 class GaussianPolicy(nn.Module):
     """N(mu(s), diag(exp(log_std))^2) with a state-independent log-std clamped to [-5, 2]."""
 
@@ -87,8 +93,7 @@ class GaussianPolicy(nn.Module):
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Diagonal-Gaussian log-density, summed over action dimensions."""
         mean, log_std = self(obs)
-        z = (actions - mean) * torch.exp(-log_std)
-        return (-0.5 * z.pow(2) - log_std - 0.5 * math.log(2 * math.pi)).sum(-1)
+        return gaussian_log_prob(actions, mean, log_std)
 
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
         mean, log_std = self(obs)
@@ -115,8 +120,7 @@ class TanhGaussianPolicy(nn.Module):
         2 (log 2 - u - softplus(-2u)) for numerical stability."""
         mean, log_std = self(obs)
         u = mean + torch.randn_like(mean) * log_std.exp()
-        log_prob = (-0.5 * ((u - mean) * torch.exp(-log_std)).pow(2) - log_std
-                    - 0.5 * math.log(2 * math.pi)).sum(-1)
+        log_prob = gaussian_log_prob(u, mean, log_std)
         log_prob = log_prob - (2 * (math.log(2) - u - nn.functional.softplus(-2 * u))).sum(-1)
         return torch.tanh(u), log_prob
 

@@ -91,18 +91,20 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     Online agents (`agent.online: true`) get an empty buffer of `agent.buffer_size` instead.
     """
     device = device or resolve_device(cfg.device)
+    dataset = None
     if cfg.agent.get("online"):
         env = gym.make(cfg.env.gym_id, **gym_kwargs(cfg))
         spec = Spec(env.observation_space.shape[0], env.action_space.shape[0])
         env.close()
-        torch.manual_seed(cfg.seed)
-        agent = build_agent(cfg, spec, device)
+    else:
+        dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
+                               cfg.data.dir, progress=progress)  # dir: where downloads are cached
+        spec = Spec(dataset.obs_dim, dataset.action_dim)
+    torch.manual_seed(cfg.seed)
+    agent = build_agent(cfg, spec, device)
+    if dataset is None:
         buffer = Buffer(spec.obs_dim, spec.action_dim, cfg.agent.buffer_size, device, cfg.seed)
         return Setup(cfg, device, agent, buffer, None, reference_for(cfg.env.score))
-    dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
-                           cfg.data.dir, progress=progress)  # dir: where downloads are cached
-    torch.manual_seed(cfg.seed)
-    agent = build_agent(cfg, Spec(dataset.obs_dim, dataset.action_dim), device)
     data = dataset
     if cfg.agent.get("normalize_obs"):
         agent.obs_normalizer.fit(data.observations)
@@ -111,7 +113,6 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     data = transform_rewards(data, reward, cfg.env.max_episode_steps)
     buffer = Buffer.from_dataset(data, device, seed=cfg.seed)
     return Setup(cfg, device, agent, buffer, dataset, reference_for(cfg.env.score, dataset.metadata))
-
 
 @dataclass
 class RunResult:

@@ -18,7 +18,8 @@ V(s')). Three rules are selectable (`gradient`, named as the authors' `--type`):
               delta_b = r + gamma V(s') - Vbar(s), and the backward part projected onto the
               normal plane of the forward one:
                   g = g_f + (g_b - c g_f),   c = <g_f, g_b> / max(||g_f||^2, 1e-10),
-              plus the gradient of (1 - lam) E V(s). c is one scalar over all parameters.
+              plus the gradient of (1 - lam) E V(s). c is one scalar over all of a seed's
+              parameters (one c per seed when seeds are stacked).
 With eta = 0 the orthogonal rule is the semi-gradient rule.
 
 Policy extraction: weighted behaviour cloning,
@@ -47,7 +48,7 @@ import copy
 import torch
 from tensordict import TensorDict
 
-from rlcore.agent import Agent, Spec, apply_gradients, grad_dot
+from rlcore.agent import Agent, Spec, apply_gradients, grad_dot, scale_per_seed, seed_mean
 from rlcore.errors import ConfigError
 from rlcore.nets import MLP, GaussianPolicy, polyak_update
 from rlcore.registry import register_agent
@@ -70,11 +71,13 @@ def bc_weight(residual: torch.Tensor, f: str, clip: float) -> torch.Tensor:
     return torch.clamp_max(w, clip)
 
 
-def orthogonal_gradient(g_state, g_forward, g_backward):
+def orthogonal_gradient(g_state, g_forward, g_backward, seeds: int = 1):
     """g_state + g_f + (g_b - c g_f), c = <g_f, g_b> / max(||g_f||^2, 1e-10): the backward
-    gradient projected onto the normal plane of the forward one. Returns (grads, c)."""
-    c = grad_dot(g_forward, g_backward) / torch.clamp_min(grad_dot(g_forward, g_forward), 1e-10)
-    grads = [gs + (1 - c) * gf + gb for gs, gf, gb in zip(g_state, g_forward, g_backward)]
+    gradient projected onto the normal plane of the forward one, per seed. Returns (grads, c [S])."""
+    c = grad_dot(g_forward, g_backward, seeds) / torch.clamp_min(
+        grad_dot(g_forward, g_forward, seeds), 1e-10)
+    grads = [gs + scale_per_seed(1 - c, gf) + gb
+             for gs, gf, gb in zip(g_state, g_forward, g_backward)]
     return grads, c
 
 
@@ -88,10 +91,10 @@ class ODICE(Agent):
             raise ConfigError(f"agent.f={cfg.f!r}; valid: {', '.join(DIVERGENCES)}")
         heads = 2 if cfg.twin_v else 1
         self.value = MLP(spec.obs_dim, cfg.value_hidden, 1, layer_norm=cfg.layer_norm,
-                         ensemble=heads, squeeze=True)                  # V(s): [heads, B]
+                         seeds=spec.seeds, heads=heads, squeeze=True)  # V(s): [S, heads, B]
         self.target_value = copy.deepcopy(self.value).requires_grad_(False)
         self.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.policy_hidden,
-                                     tanh_mean=cfg.tanh_mean)
+                                     tanh_mean=cfg.tanh_mean, seeds=spec.seeds)
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.policy_lr,
                                            weight_decay=cfg.policy_weight_decay)
@@ -112,9 +115,9 @@ class ODICE(Agent):
         """V(s), the target's min-over-heads Vbar(s), Vbar(s'), and V(s') where the rule needs it."""
         s, s_next = batch["observations"], batch["next_observations"]
         with torch.no_grad():
-            v_bar = self.target_value(s).min(0).values                     # [B]
-            v_bar_next = self.target_value(s_next).min(0).values
-        x = {"v": self.value(s), "v_bar": v_bar, "v_bar_next": v_bar_next}  # v: [heads, B]
+            v_bar = self.target_value(s).min(1, keepdim=True).values       # [S, 1, B]
+            v_bar_next = self.target_value(s_next).min(1, keepdim=True).values
+        x = {"v": self.value(s), "v_bar": v_bar, "v_bar_next": v_bar_next}  # v: [S, heads, B]
         if self.cfg.gradient != "semi_g":                                  # semi_g: no V(s')
             x["v_next"] = self.value(s_next)
         return x
@@ -122,44 +125,45 @@ class ODICE(Agent):
     def value_gradients(self, batch: TensorDict):
         """Gradient of the V-DICE objective under `gradient`; returns (grads, metrics, delta)."""
         cfg, lam = self.cfg, self.cfg.lam
-        r, discount = batch["rewards"], cfg.discount * (1.0 - batch["terminals"])
+        r = batch["rewards"][:, None]                                      # [S, 1, B]
+        discount = cfg.discount * (1.0 - batch["terminals"][:, None])
         params = list(self.value.parameters())
         x = self.residuals(batch)
         forward_residual = r + discount * x["v_bar_next"] - x["v"]          # delta_f
         metrics = {}
         if cfg.gradient == "semi_g":
-            loss = ((1 - lam) * x["v"] + lam * f_star(forward_residual, cfg.f)).mean()
-            grads = torch.autograd.grad(loss, params)
+            loss = seed_mean((1 - lam) * x["v"] + lam * f_star(forward_residual, cfg.f))
+            grads = torch.autograd.grad(loss.sum(), params)
             policy_residual = forward_residual
         elif cfg.gradient == "true_g":
             residual = r + discount * x["v_next"] - x["v"]                  # delta
-            loss = ((1 - lam) * x["v"] + lam * f_star(residual, cfg.f)).mean()
-            grads = torch.autograd.grad(loss, params)
+            loss = seed_mean((1 - lam) * x["v"] + lam * f_star(residual, cfg.f))
+            grads = torch.autograd.grad(loss.sum(), params)
             policy_residual = residual
         else:  # orthogonal_true_g
             backward_residual = r + discount * x["v_next"] - x["v_bar"]     # delta_b
-            state_loss = (1 - lam) * x["v"].mean()
-            forward_loss = lam * f_star(forward_residual, cfg.f).mean()
-            backward_loss = lam * cfg.eta * f_star(backward_residual, cfg.f).mean()
-            g_s = torch.autograd.grad(state_loss, params, retain_graph=True)
-            g_f = torch.autograd.grad(forward_loss, params, retain_graph=True)
-            g_b = torch.autograd.grad(backward_loss, params)
-            grads, c = orthogonal_gradient(g_s, g_f, g_b)
+            state_loss = (1 - lam) * seed_mean(x["v"])
+            forward_loss = lam * seed_mean(f_star(forward_residual, cfg.f))
+            backward_loss = lam * cfg.eta * seed_mean(f_star(backward_residual, cfg.f))
+            g_s = torch.autograd.grad(state_loss.sum(), params, retain_graph=True)
+            g_f = torch.autograd.grad(forward_loss.sum(), params, retain_graph=True)
+            g_b = torch.autograd.grad(backward_loss.sum(), params)
+            grads, c = orthogonal_gradient(g_s, g_f, g_b, self.spec.seeds)
             loss = state_loss + forward_loss + backward_loss
             policy_residual = forward_residual
             metrics["projection_coef"] = c.detach()
-        metrics.update(value_loss=loss.detach(), v_mean=x["v"].detach().mean(),
-                       residual_mean=policy_residual.detach().mean())
+        metrics.update(value_loss=loss.detach(), v_mean=seed_mean(x["v"].detach()),
+                       residual_mean=seed_mean(policy_residual.detach()))
         return grads, metrics, policy_residual.detach()
 
     # ---- policy: weighted behaviour cloning --------------------------------------------------
     def update_policy(self, batch: TensorDict, residual: torch.Tensor) -> dict:
-        weight = bc_weight(residual, self.cfg.f, self.cfg.weight_clip)      # [heads, B]
-        nll = -self.policy.log_prob(batch["observations"], batch["actions"])  # [B]
-        loss = (weight * nll).mean()
+        weight = bc_weight(residual, self.cfg.f, self.cfg.weight_clip)      # [S, heads, B]
+        nll = -self.policy.log_prob(batch["observations"], batch["actions"])  # [S, B]
+        loss = seed_mean(weight * nll[:, None])
         params = list(self.policy.parameters())
-        apply_gradients(params, torch.autograd.grad(loss, params), self.policy_opt)
-        return {"policy_loss": loss.detach(), "bc_weight_mean": weight.mean()}
+        apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.policy_opt)
+        return {"policy_loss": loss.detach(), "bc_weight_mean": seed_mean(weight)}
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.policy.act(obs, deterministic)

@@ -24,6 +24,8 @@ from rlcore.registry import register_agent
 
 @register_agent("sac")
 class SAC(Agent):
+    multi_seed = False  # online: one environment stream and buffer per process
+
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         self.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, ensemble=2, squeeze=True)

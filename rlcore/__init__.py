@@ -5,7 +5,8 @@
     for _ in range(1000):
         setup.agent.update(setup.agent.sample(setup.buffer, 256))
     print(setup.evaluate(episodes=10))            # returns and D4RL normalized score
-    result = rlcore.train("odice", "hopper", "trainer.steps=20000")       # the CLI's loop
+    [result] = rlcore.train("odice", "hopper", "trainer.steps=20000")     # the CLI's loop
+    results = rlcore.train("odice", "hopper", "trainer.steps=20000", seeds=4)  # 4 seeds at once
 """
 from __future__ import annotations
 
@@ -37,8 +38,9 @@ def make(agent: str = "odice", env: str = "hopper", *overrides: str, **kwargs) -
     return prepare(_config(agent, env, overrides, kwargs))
 
 
-def train(agent: str = "odice", env: str = "hopper", *overrides: str, **kwargs) -> RunResult:
-    """Exactly `rlcore train agent=... env=... overrides...`: run folder, metrics, plot, checkpoints."""
+def train(agent: str = "odice", env: str = "hopper", *overrides: str, **kwargs) -> list[RunResult]:
+    """Exactly `rlcore train agent=... env=... overrides...`: run folder, metrics, plot,
+    checkpoints. One RunResult per seed (`seeds=3` trains three at once)."""
     return _train_cfg(_config(agent, env, overrides, kwargs))
 
 

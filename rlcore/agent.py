@@ -6,6 +6,14 @@
 - `act(obs, deterministic)` on a batch of raw observations (normalised inside).
 - `state_dict()` covers networks, target networks, the observation normaliser and optimizers.
 - `sample(buffer, batch_size)` picks the buffer's sampler the method needs (transitions here).
+
+Many seeds in one process (`seeds=K`). An agent with `multi_seed = True` (the default) holds
+`spec.seeds` independent copies of itself in member-batched networks (`MLP(seeds=S)`, see
+rlcore.nets): every batch tensor is [S, B, ...], every loss is a per-seed vector [S] (mean over
+that seed's batch, `seed_mean`), and gradients come from `loss.sum()`: seed s's loss depends
+only on seed s's parameters, so its gradient is exactly the one-seed gradient, and Adam is
+elementwise. Anything reduced over parameters (a dot product, a norm) is reduced per seed
+(`grad_dot`). Metrics are [S] vectors. With S = 1 this is the ordinary one-seed agent.
 """
 from __future__ import annotations
 
@@ -26,9 +34,12 @@ class Spec:
     obs_dim: int
     action_dim: int
     goal_dim: int = 0
+    seeds: int = 1          # independent copies trained at once (multi-seed agents)
 
 
 class Agent(nn.Module):
+    multi_seed = True       # False: one seed per process, no seed dimension (online SAC)
+
     def __init__(self, spec: Spec, cfg: DictConfig):
         super().__init__()
         self.spec, self.cfg = spec, cfg
@@ -44,10 +55,14 @@ class Agent(nn.Module):
 
     # -- provided -----------------------------------------------------------------------
     def sample(self, buffer: Buffer, batch_size: int) -> TensorDict:
-        return buffer.sample(batch_size)
+        """Uniform transitions, [S, B] for multi-seed agents: each seed its own draws."""
+        if not self.multi_seed:
+            return buffer.sample(batch_size)
+        return buffer.sample(self.spec.seeds * batch_size).reshape(self.spec.seeds, batch_size)
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        """Actions for raw observations ([S, n, obs] for multi-seed agents)."""
         return self.policy_action(self.obs_normalizer(obs), deterministic)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
@@ -76,6 +91,16 @@ def apply_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
     optimizer.step()
 
 
-def grad_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
-    """<a, b> over all parameters, as one flat vector (a device scalar)."""
-    return torch.stack([(x * y).sum() for x, y in zip(a, b)]).sum()
+def seed_mean(x: torch.Tensor) -> torch.Tensor:
+    """[S, ...] -> [S]: each seed's mean over everything else (its batch, its heads)."""
+    return x.reshape(x.shape[0], -1).mean(1)
+
+
+def grad_dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor], seeds: int) -> torch.Tensor:
+    """<a, b> over all of a seed's parameters, per seed: [S] (parameters are seed-major)."""
+    return torch.stack([(x * y).reshape(seeds, -1).sum(1) for x, y in zip(a, b)]).sum(0)
+
+
+def scale_per_seed(scale: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """scale[s] * g[seed s's slice], for a seed-major parameter-shaped g and scale [S]."""
+    return (scale[:, None] * g.reshape(len(scale), -1)).reshape(g.shape)

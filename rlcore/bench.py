@@ -5,7 +5,11 @@ Every loop runs the same agent math on the same device in the same process:
                     the CPU with numpy, copied to the device each step, every metric .item()'d;
   rlcore eager      indices drawn on the device, metrics kept on the device (one sync at the end);
   rlcore compiled   the same with the update through torch.compile (trainer.compile=compile);
-                    compilation happens in the warm-up and is reported separately.
+                    compilation happens in the warm-up and is reported separately;
+  K seeds           `bench.seeds` independent seeds in one agent (seeds=K), in the last of
+                    `bench.modes`; updates/s counts seed-updates (K per call), so its ratio is
+                    the aggregate throughput against the one-seed reference.
+`bench.agents=all` benches every registered offline agent, one after another.
 Synthetic data with the env's observation and action sizes; the numbers are throughput only.
 """
 from __future__ import annotations
@@ -23,6 +27,7 @@ from rlcore.buffer import KEYS, Buffer
 from rlcore.compile import compiled_update
 from rlcore.config import load_config, resolve_device
 from rlcore.fileio import atomic_write_text
+from rlcore.registry import AGENTS
 from rlcore.trainer import build_agent
 
 
@@ -66,6 +71,8 @@ def time_reference(agent, arrays, batch_size, updates, warmup, device) -> float:
         idx = rng.integers(0, n, batch_size)
         batch = TensorDict({k: torch.tensor(arrays[k][idx], device=device) for k in KEYS},
                            batch_size=[batch_size])
+        if agent.multi_seed:
+            batch = batch.unsqueeze(0)                      # the agent contract's [1, B]
         for value in agent.update(batch).values():
             value.item()
 
@@ -79,8 +86,20 @@ def time_reference(agent, arrays, batch_size, updates, warmup, device) -> float:
     return updates / (time.perf_counter() - start)
 
 
-def run_bench(overrides: list[str]) -> dict:
+def run_bench(overrides: list[str]) -> list[dict]:
+    """Bench the config's agent, or each registered offline agent with bench.agents=all."""
     cfg = load_config(overrides)
+    names = cfg.bench.get("agents") or [cfg.agent.name]
+    if names == "all":  # the offline (multi-seed) agents
+        names = [n for n in AGENTS.names() if AGENTS.get(n).multi_seed]
+    results = [bench_agent(load_config([*overrides, f"agent={name}"]) if name != cfg.agent.name
+                           else cfg) for name in names]
+    atomic_write_text(cfg.bench.out, json.dumps(results if len(results) > 1 else results[0], indent=2))
+    print(f"saved {cfg.bench.out}")
+    return results
+
+
+def bench_agent(cfg) -> dict:
     device = resolve_device(cfg.device)
     b = cfg.bench
     env = gym.make(cfg.env.gym_id)
@@ -90,21 +109,21 @@ def run_bench(overrides: list[str]) -> dict:
     spec = Spec(obs_dim, action_dim)
     buffer = Buffer(obs_dim, action_dim, b.transitions, device)
     buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
+    loops = [("reference (numpy sampling, .item() per step)", None, 1)]
+    loops += [(f"rlcore {'compiled (torch.compile)' if m == 'compile' else m}", m, 1) for m in b.modes]
+    k = int(b.get("seeds") or 1)
+    if k > 1 and AGENTS.get(cfg.agent.name).multi_seed:
+        loops.append((f"rlcore {b.modes[-1]}, {k} seeds (seed-updates/s)", b.modes[-1], k))
     rows = []
-    for label, mode in (("reference (numpy sampling, .item() per step)", None),
-                        ("rlcore eager (device sampling, no sync)", "eager"),
-                        ("rlcore compiled (torch.compile)", "compile")):
-        if mode is not None and mode not in b.modes:
-            continue
-        torch.manual_seed(0)
-        agent = build_agent(cfg, spec, device)
+    for label, mode, seeds in loops:
+        agent = build_agent(cfg, spec, device, seeds=list(range(seeds)))
         if mode is None:
             ups, warm = time_reference(agent, arrays, cfg.agent.batch_size, b.updates, b.warmup,
                                        device), None
         else:
             ups, warm = time_rlcore(compiled_update(agent, mode), agent, buffer,
                                     cfg.agent.batch_size, b.updates, b.warmup, device)
-        rows.append({"loop": label, "updates_per_s": ups, "warmup_s": warm})
+        rows.append({"loop": label, "seeds": seeds, "updates_per_s": ups * seeds, "warmup_s": warm})
     base = rows[0]["updates_per_s"]
     for row in rows:
         row["ratio"] = row["updates_per_s"] / base
@@ -115,10 +134,8 @@ def run_bench(overrides: list[str]) -> dict:
               "updates": b.updates, "rows": rows}
     print(f"{cfg.agent.name} on {device} (torch {torch.__version__}), batch {cfg.agent.batch_size}, "
           f"{b.updates} timed updates after {b.warmup} warm-up")
-    print(f"{'loop':<48} {'updates/s':>10} {'ratio':>7} {'warm-up s':>10}")
+    print(f"{'loop':<52} {'updates/s':>10} {'ratio':>7} {'warm-up s':>10}")
     for row in rows:
         warm = "" if row["warmup_s"] is None else f"{row['warmup_s']:.1f}"
-        print(f"{row['loop']:<48} {row['updates_per_s']:>10.1f} {row['ratio']:>7.2f} {warm:>10}")
-    atomic_write_text(b.out, json.dumps(result, indent=2))
-    print(f"saved {b.out}")
+        print(f"{row['loop']:<52} {row['updates_per_s']:>10.1f} {row['ratio']:>7.2f} {warm:>10}")
     return result

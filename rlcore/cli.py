@@ -14,6 +14,7 @@ EPILOG = """examples:
   rlcore train agent=odice env=hopper
   rlcore train agent=odice env=hopper env.dataset=/data/hopper_medium-v2.hdf5 seed=3
   rlcore train -m agent=odice env=hopper seed=0,1,2 trainer.steps=100000
+  rlcore train agent=odice env=hopper seeds=8        # 8 seeds at once, one process
   rlcore train resume=runs/odice/hopper-pd-noisy/seed0-20261122-101500
   rlcore eval runs/odice/hopper-pd-noisy/seed0-20261122-101500 --episodes 20
   rlcore list
@@ -67,7 +68,7 @@ def cmd_train(args) -> int:
         if len(jobs) > 1:
             print(f"[job {i + 1}/{len(jobs)}] seed={cfg.seed} agent={cfg.agent.name} "
                   f"dataset={cfg.env.dataset}", file=sys.stderr)
-        results.append(train(cfg))
+        results.extend(train(cfg))
     print(results_table(results))
     for r in results:
         print(f"run folder: {r.run_dir}  (config.yaml, metrics.jsonl, curve.png, checkpoints/)")

@@ -8,6 +8,11 @@ update compiles in about 25 s and then runs 2.3x faster than eager (docs/benchma
 `auto` compiles on CUDA, and on CPU when the run is long enough (>= 20,000 updates) to repay
 the compilation and a C++ compiler is there (inductor builds CPU kernels with it); short runs
 and tests stay eager.
+
+`cudagraphs` (CUDA only) compiles with mode="reduce-overhead": the whole update, optimizer
+steps included, is replayed as one CUDA graph, with Adam made capturable (its step counter on
+the device). It is opt-in until it has been checked on a GPU (tests/test_compile.py has the
+check; it skips without CUDA).
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ import torch
 
 from rlcore.errors import ConfigError
 
-MODES = ("auto", "eager", "compile")
+MODES = ("auto", "eager", "compile", "cudagraphs")
 CPU_COMPILE_MIN_STEPS = 20_000
 
 
@@ -30,6 +35,9 @@ def resolve_mode(mode: str, device: torch.device, steps: int) -> str:
         if device.type == "cuda":
             return "compile"
         return "compile" if steps >= CPU_COMPILE_MIN_STEPS and has_compiler else "eager"
+    if mode == "cudagraphs" and device.type != "cuda":
+        raise ConfigError(f"trainer.compile=cudagraphs needs a CUDA device (device={device}); "
+                          "use trainer.compile=compile or eager")
     if mode == "compile" and device.type == "cpu" and not has_compiler:
         raise ConfigError("trainer.compile=compile on CPU needs a C++ compiler (g++ or clang++) "
                           "for torch.compile's kernels; install one or use trainer.compile=eager")
@@ -41,4 +49,9 @@ def compiled_update(agent, mode: str) -> Callable:
     if mode == "eager":
         return agent.update
     torch._dynamo.config.trace_autograd_ops = True
+    if mode == "cudagraphs":
+        for optimizer in agent.optimizers().values():
+            for group in optimizer.param_groups:
+                group["capturable"] = True
+        return torch.compile(agent.update, mode="reduce-overhead")
     return torch.compile(agent.update)

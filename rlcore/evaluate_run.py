@@ -12,6 +12,7 @@ from rlcore.config import resolve_device
 from rlcore.errors import UserError
 from rlcore.fileio import atomic_write_text
 from rlcore.scores import Reference
+from rlcore.seeds import resolve_seeds
 from rlcore.trainer import build_agent, make_evaluator
 
 
@@ -29,13 +30,17 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, checkpoint: str | N
     agent.load_state_dict(state["agent"])
     reference = Reference(**state["reference"])
     evaluator = make_evaluator(cfg, episodes or cfg.trainer.eval_episodes, reference, dev,
-                               agent.spec.obs_dim)
+                               agent.spec)
     try:
-        result = evaluator(agent, seed)
+        per_seed = evaluator(agent, seed)
     finally:
         evaluator.close()
     result = {"run_dir": str(run_dir), "checkpoint": path.name, "step": state["step"],
-              "agent": cfg.agent.name, "dataset": str(cfg.env.dataset), "seed": seed,
-              "reference": reference.source, **result}
+              "agent": cfg.agent.name, "dataset": str(cfg.env.dataset), "env_seed": seed,
+              "reference": reference.source}
+    if len(per_seed) == 1:
+        result.update(per_seed[0])
+    else:
+        result["seeds"] = [{"seed": s, **r} for s, r in zip(resolve_seeds(cfg), per_seed)]
     atomic_write_text(run_dir / f"eval-{path.stem}.json", json.dumps(result, indent=2))
     return result

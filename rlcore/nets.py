@@ -1,8 +1,15 @@
 """Networks shared by every agent.
 
-`MLP` takes an `ensemble` size k: its weights then have a leading member dimension and it
-maps [B, in] (or [k, B, in]) to [k, B, out] with one batched matmul, so twin critics cost
-one kernel per layer instead of two.
+Member-batched networks carry independent copies in one set of tensors, so that K seeds, and
+twin heads within each seed, cost one batched matmul per layer instead of K (or 2K) matmuls:
+
+- `MLP(..., seeds=S)` maps [S, *batch, in] to [S, *batch, out]: seed s's inputs only ever meet
+  seed s's weights. (Broadcast a shared input with `x.expand(S, *x.shape)`.)
+- `MLP(..., heads=H)` gives H heads that all see the same input: [S, *batch, in] ->
+  [S, H, *batch, out] (or [H, *batch, out] without seeds).
+
+Every parameter's leading dimension is seed-major (member index = s * H + h), so the state of
+seed s is a contiguous slice: that is what `rlcore.seeds` stacks and splits.
 """
 from __future__ import annotations
 
@@ -24,9 +31,7 @@ class EnsembleLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 2:
-            x = x.expand(self.weight.shape[0], *x.shape)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [members, N, in] -> [members, N, out]
         return torch.baddbmm(self.bias, x, self.weight)
 
 
@@ -45,25 +50,47 @@ class EnsembleLayerNorm(nn.Module):
 
 
 class MLP(nn.Module):
-    """Linear -> [LayerNorm] -> activation, repeated; a plain linear output layer."""
+    """Linear -> [LayerNorm] -> activation, repeated; a plain linear output layer.
+
+    `seeds` / `heads` make it member-batched (see the module docstring); `ensemble=k` is an
+    alias of `heads=k`.
+    """
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False,
-                 activation: type[nn.Module] = nn.ReLU, ensemble: int | None = None,
-                 squeeze: bool = False):
+                 activation: type[nn.Module] = nn.ReLU, seeds: int | None = None,
+                 heads: int | None = None, ensemble: int | None = None, squeeze: bool = False):
         super().__init__()
+        heads = heads or ensemble
+        self.lead = tuple(n for n in (seeds, heads) if n is not None)   # leading member dims
+        self.seeds, self.heads = seeds, heads
+        members = math.prod(self.lead) if self.lead else None
         dims = [in_dim, *hidden, out_dim]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
-            layers.append(nn.Linear(a, b) if ensemble is None else EnsembleLinear(a, b, ensemble))
+            layers.append(nn.Linear(a, b) if members is None else EnsembleLinear(a, b, members))
             if i < len(dims) - 2:
                 if layer_norm:
-                    layers.append(nn.LayerNorm(b) if ensemble is None else EnsembleLayerNorm(b, ensemble))
+                    layers.append(nn.LayerNorm(b) if members is None else EnsembleLayerNorm(b, members))
                 layers.append(activation())
         self.net = nn.Sequential(*layers)
         self.squeeze = squeeze
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.net(x)
+        if not self.lead:
+            y = self.net(x)
+        else:
+            seed_dims = ()
+            if self.seeds is not None:
+                if x.dim() < 2 or x.shape[0] != self.seeds:
+                    raise ValueError(f"a {self.seeds}-seed network takes [{self.seeds}, *batch, "
+                                     f"features] inputs; got {tuple(x.shape)}")
+                seed_dims = x.shape[:1]
+            batch = x.shape[len(seed_dims):-1]
+            x = x.reshape(*seed_dims, *((1,) if self.heads else ()), -1, x.shape[-1])
+            n = x.shape[-2]
+            x = x.expand(*self.lead, n, x.shape[-1]).reshape(-1, n, x.shape[-1])
+            y = self.net(x)
+            y = y.reshape(*self.lead, *batch, y.shape[-1])
         return y.squeeze(-1) if self.squeeze else y
 
 
@@ -74,13 +101,16 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
 
 
 class GaussianPolicy(nn.Module):
-    """N(mu(s), diag(exp(log_std))^2) with a state-independent log-std clamped to [-5, 2]."""
+    """N(mu(s), diag(exp(log_std))^2) with a state-independent log-std clamped to [-5, 2].
+
+    With `seeds=S`, observations are [S, *batch, obs] and each seed has its own log-std."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], tanh_mean: bool = False,
-                 log_std_min: float = -5.0, log_std_max: float = 2.0):
+                 log_std_min: float = -5.0, log_std_max: float = 2.0, seeds: int | None = None):
         super().__init__()
-        self.mean_net = MLP(obs_dim, hidden, action_dim)
-        self.log_std = nn.Parameter(torch.zeros(action_dim))
+        self.mean_net = MLP(obs_dim, hidden, action_dim, seeds=seeds)
+        self.log_std = nn.Parameter(torch.zeros(action_dim) if seeds is None
+                                    else torch.zeros(seeds, action_dim))
         self.tanh_mean = tanh_mean
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
@@ -88,7 +118,10 @@ class GaussianPolicy(nn.Module):
         mean = self.mean_net(obs)
         if self.tanh_mean:
             mean = torch.tanh(mean)
-        return mean, self.log_std.clamp(self.log_std_min, self.log_std_max)
+        log_std = self.log_std.clamp(self.log_std_min, self.log_std_max)
+        if log_std.dim() == 2:  # [S, A] -> [S, 1, ..., 1, A] against [S, *batch, A]
+            log_std = log_std.reshape(log_std.shape[0], *([1] * (mean.dim() - 2)), -1)
+        return mean, log_std
 
     def log_prob(self, obs: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Diagonal-Gaussian log-density, summed over action dimensions."""

@@ -1,7 +1,8 @@
 """The training loop every agent shares, offline or online.
 
 Each step: (online: one env step into the buffer) -> sample on the device -> agent.update ->
-metrics summed on the device. Every `log_every` steps the sums are read once (the only host
+metrics summed on the device. With `seeds=K` one agent carries K seeds (rlcore.seeds); each
+seed gets its own folder (<run>/seed<k>/: metrics, curve, summary) and its own result row. Every `log_every` steps the sums are read once (the only host
 sync), every `eval_every` steps the policy is evaluated, every `checkpoint_every` steps the
 whole state is saved atomically.
 """
@@ -15,6 +16,7 @@ from datetime import datetime
 from pathlib import Path
 
 import gymnasium as gym
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
@@ -33,6 +35,7 @@ from rlcore.plot import plot_run
 from rlcore.preprocess import transform_rewards
 from rlcore.registry import AGENTS
 from rlcore.scores import Reference, reference_for
+from rlcore.seeds import build_seeded, resolve_seeds
 
 
 @dataclass
@@ -49,20 +52,27 @@ class Setup:
     def online(self) -> bool:
         return self.dataset is None
 
+    @property
+    def seeds(self) -> list[int]:
+        return resolve_seeds(self.cfg)
+
     def evaluator(self, episodes: int | None = None) -> Evaluator:
         return make_evaluator(self.cfg, episodes or self.cfg.trainer.eval_episodes,
-                              self.reference, self.device, self.agent.spec.obs_dim)
+                              self.reference, self.device, self.agent.spec)
 
-    def evaluate(self, episodes: int | None = None, seed: int = 0) -> dict:
+    def evaluate(self, episodes: int | None = None, seed: int = 0) -> dict | list[dict]:
+        """Returns, lengths and D4RL scores: a dict, or one per seed for a K-seed agent."""
         evaluator = self.evaluator(episodes)
         try:
-            return evaluator(self.agent, seed)
+            results = evaluator(self.agent, seed)
         finally:
             evaluator.close()
+        return results[0] if len(results) == 1 else results
 
 
-def make_evaluator(cfg, episodes, reference, device, obs_dim) -> Evaluator:
-    evaluator = Evaluator(cfg.env.gym_id, episodes, reference, device, gym_kwargs(cfg))
+def make_evaluator(cfg, episodes, reference, device, spec: Spec) -> Evaluator:
+    evaluator = Evaluator(cfg.env.gym_id, episodes, reference, device, gym_kwargs(cfg), spec.seeds)
+    obs_dim = spec.obs_dim
     if evaluator.obs_dim != obs_dim:
         evaluator.close()
         raise DatasetError(f"dataset {cfg.env.dataset!r} has {obs_dim}-dim observations but "
@@ -71,13 +81,17 @@ def make_evaluator(cfg, episodes, reference, device, obs_dim) -> Evaluator:
     return evaluator
 
 
-def build_agent(cfg: DictConfig, spec: Spec, device: torch.device) -> Agent:
+def build_agent(cfg: DictConfig, spec: Spec, device: torch.device,
+                seeds: list[int] | None = None) -> Agent:
+    """The agent for `seeds` (default: the config's), each seed initialised as its own run."""
     if device.type == "cpu":
         # Flush subnormal floats to zero: weighted-BC losses with most weights near zero fill
         # the policy's gradients with subnormals, and x86 arithmetic on them is ~100x slower
         # (O-DICE on hopper fell from 34 to 3 updates/s by step 4000). Process-wide setting.
         torch.set_flush_denormal(True)
-    return AGENTS.get(cfg.agent.name)(spec, cfg.agent).to(device)
+    cls = AGENTS.get(cfg.agent.name)
+    seeds = resolve_seeds(cfg) if seeds is None else seeds
+    return build_seeded(lambda s: cls(s, cfg.agent), spec, seeds, cls.multi_seed).to(device)
 
 
 def gym_kwargs(cfg: DictConfig) -> dict:
@@ -100,7 +114,6 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
         dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
                                cfg.data.dir, progress=progress)  # dir: where downloads are cached
         spec = Spec(dataset.obs_dim, dataset.action_dim)
-    torch.manual_seed(cfg.seed)
     agent = build_agent(cfg, spec, device)
     if dataset is None:
         buffer = Buffer(spec.obs_dim, spec.action_dim, cfg.agent.buffer_size, device, cfg.seed)
@@ -133,9 +146,19 @@ def dataset_label(cfg: DictConfig) -> str:
     return Path(str(cfg.env.dataset)).stem
 
 
+def seed_label(seeds: list[int]) -> str:
+    return f"seed{seeds[0]}" if len(seeds) == 1 else "seeds" + "_".join(map(str, seeds))
+
+
+def seed_dirs(run_dir: Path, seeds: list[int]) -> list[Path]:
+    """Where each seed's metrics, curve and summary go: the run folder itself for one seed."""
+    return [run_dir] if len(seeds) == 1 else [run_dir / f"seed{s}" for s in seeds]
+
+
 def default_run_dir(cfg: DictConfig) -> Path:
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = Path(cfg.runs_root) / cfg.agent.name / dataset_label(cfg) / f"seed{cfg.seed}-{stamp}"
+    base = (Path(cfg.runs_root) / cfg.agent.name / dataset_label(cfg)
+            / f"{seed_label(resolve_seeds(cfg))}-{stamp}")
     path, i = base, 1
     while path.exists():
         path, i = base.with_name(f"{base.name}-{i}"), i + 1
@@ -169,13 +192,14 @@ def save_policy_snapshot(run_dir: Path, step: int, agent: Agent, result: dict) -
     atomic_write(run_dir / "policies" / f"step_{step:09d}.pt", lambda tmp: torch.save(state, tmp))
 
 
-def train(cfg: DictConfig) -> RunResult:
+def train(cfg: DictConfig) -> list[RunResult]:
+    """Train one agent (one result) or `seeds=K` agents at once (one result per seed)."""
     device = resolve_device(cfg.device)
     run_dir = Path(cfg.resume or cfg.run_dir or default_run_dir(cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = OmegaConf.merge(cfg, {"run_dir": str(run_dir)})
     atomic_write_text(run_dir / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    t = cfg.trainer
+    t, seeds = cfg.trainer, resolve_seeds(cfg)
     setup = prepare(cfg, device, progress=t.progress)
     agent, buffer = setup.agent, setup.buffer
     evaluator = setup.evaluator(t.eval_episodes)
@@ -188,23 +212,28 @@ def train(cfg: DictConfig) -> RunResult:
         def step_fn(step: int) -> dict:
             return update(agent.sample(buffer, cfg.agent.batch_size))
 
-    start, evals = 0, []
+    start, evals = 0, [[] for _ in seeds]       # evals[k]: seed k's evaluations
+    dirs = seed_dirs(run_dir, seeds)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:
         start, evals = restore_state(load_checkpoint(checkpoint, device), setup)
-        truncate_metrics(run_dir, start)
+        for d in dirs:
+            truncate_metrics(d, start)
     elif cfg.resume:
         print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
 
-    logger = RunLogger(run_dir, cfg)
-    title = f"{cfg.agent.name} on {dataset_label(cfg)}, seed {cfg.seed}"
+    for d in dirs:
+        d.mkdir(parents=True, exist_ok=True)
+    loggers = [RunLogger(d, cfg) for d in dirs]
+    seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds"
+    title = f"{cfg.agent.name} on {dataset_label(cfg)}, {seed_text}"
     if mode == "compile":
         print(f"{title}: compiling the update (torch.compile; the first steps wait for it)",
               file=sys.stderr)
     bar = tqdm(total=t.steps, initial=start, desc=title, unit="upd", disable=not t.progress,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
-    if evals:
-        bar.set_postfix(score=f"{evals[-1]['score_mean']:.1f}")
+    if evals[0]:
+        bar.set_postfix(score=mean_score([e[-1] for e in evals]))
     sums: dict[str, torch.Tensor] = {}
     count, updates, tick = 0, 0, time.perf_counter()
     try:
@@ -216,21 +245,24 @@ def train(cfg: DictConfig) -> RunResult:
                 updates += 1
             count += 1
             if step % t.log_every == 0 or step == t.steps:
-                values = {}
-                if sums:
-                    means = torch.stack(list(sums.values())).float().div(updates).tolist()  # one sync
-                    values = dict(zip(sums, means))
-                values["updates_per_s"] = updates / (time.perf_counter() - tick)
-                values.update(getattr(step_fn, "stats", dict)())
-                logger.log("train", step, values)
+                per_seed = [{} for _ in seeds]
+                if sums:  # one sync: [metrics] or [metrics, seeds]
+                    means = torch.stack(list(sums.values())).float().div(updates)
+                    means = means.reshape(len(sums), -1).expand(len(sums), len(seeds)).T.tolist()
+                    per_seed = [dict(zip(sums, row)) for row in means]
+                rate = updates / (time.perf_counter() - tick)
+                extra = getattr(step_fn, "stats", dict)()
+                for logger, values in zip(loggers, per_seed):
+                    logger.log("train", step, {**values, "updates_per_s": rate, **extra})
                 sums, count, updates = {}, 0, 0
             if step % t.eval_every == 0 or step == t.steps:
-                result = evaluator(agent, seed=cfg.seed * 1_000_003 + step)
-                evals.append({"step": step, **result})
-                logger.log("eval", step, result)
-                bar.set_postfix(score=f"{result['score_mean']:.1f}")
+                results = evaluator(agent, [s * 1_000_003 + step for s in seeds])
+                for logger, history, result in zip(loggers, evals, results):
+                    history.append({"step": step, **result})
+                    logger.log("eval", step, result)
+                bar.set_postfix(score=mean_score(results))
                 if setup.online:  # behaviour-policy snapshots, e.g. to pick a "medium" one
-                    save_policy_snapshot(run_dir, step, agent, result)
+                    save_policy_snapshot(run_dir, step, agent, results[0])
             if step % t.checkpoint_every == 0 or step == t.steps:
                 save_checkpoint(run_dir, step, capture_state(step, evals, setup), t.keep_checkpoints)
             if count == 0:
@@ -238,17 +270,30 @@ def train(cfg: DictConfig) -> RunResult:
             bar.update(1)
     finally:
         bar.close()
-        logger.close()
+        for logger in loggers:
+            logger.close()
         evaluator.close()
         if setup.online:
             step_fn.close()
 
-    rows = read_metrics(run_dir)
-    plot_run(rows, run_dir / "curve.png", title)
-    scores = [e["score_mean"] for e in evals]
-    result = RunResult(run_dir, cfg.agent.name, dataset_label(cfg), int(cfg.seed),
-                       int(t.steps), scores[-1] if scores else float("nan"),
-                       max(scores) if scores else float("nan"), setup.reference.source)
-    summary = {k: str(v) if isinstance(v, Path) else v for k, v in vars(result).items()}
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=2))
-    return result
+    results = []
+    for seed, d, history in zip(seeds, dirs, evals):
+        plot_run(read_metrics(d), d / "curve.png", f"{cfg.agent.name} on {dataset_label(cfg)}, seed {seed}")
+        scores = [e["score_mean"] for e in history]
+        result = RunResult(d, cfg.agent.name, dataset_label(cfg), int(seed), int(t.steps),
+                           scores[-1] if scores else float("nan"),
+                           max(scores) if scores else float("nan"), setup.reference.source)
+        write_summary(d / "summary.json", result)
+        results.append(result)
+    if len(seeds) > 1:
+        write_summary(run_dir / "summary.json", *results)
+    return results
+
+
+def mean_score(results: list[dict]) -> str:
+    return f"{np.mean([r['score_mean'] for r in results]):.1f}"
+
+
+def write_summary(path: Path, *results: RunResult) -> None:
+    rows = [{k: str(v) if isinstance(v, Path) else v for k, v in vars(r).items()} for r in results]
+    atomic_write_text(path, json.dumps(rows[0] if len(rows) == 1 else rows, indent=2))

@@ -18,14 +18,14 @@ def test_make_update_act_without_the_cli():
                                setup.dataset.rewards[:100] * factor, rtol=1e-5)
     metrics = setup.agent.update(setup.agent.sample(setup.buffer, 64))
     assert all(torch.isfinite(v) for v in metrics.values())
-    action = setup.agent.act(torch.zeros(5, setup.dataset.obs_dim))
-    assert action.shape == (5, 3) and action.abs().max() <= 1
+    action = setup.agent.act(torch.zeros(1, 5, setup.dataset.obs_dim))   # [seeds, n, obs]
+    assert action.shape == (1, 5, 3) and action.abs().max() <= 1
     result = setup.evaluate(episodes=2)
     assert set(result) >= {"return_mean", "score_mean"} and result["episodes"] == 2
 
 
 def test_train_from_python_matches_the_cli_run(tmp_path):
-    a = rlcore.train("odice", "hopper", *TINY, "trainer.steps=30", "trainer.eval_every=30",
+    [a] = rlcore.train("odice", "hopper", *TINY, "trainer.steps=30", "trainer.eval_every=30",
                      run_dir=str(tmp_path / "a"))
     from rlcore.cli import main
     assert main(["train", "agent=odice", "env=hopper", *TINY, "trainer.steps=30",

@@ -87,6 +87,31 @@ def test_multirun_trains_each_seed_and_reports_mean_and_std(capsys, tmp_path):
     assert "n=2" in out
 
 
+def test_seeds_in_one_process_report_each_seed_as_its_own_run(capsys, tmp_path):
+    """seeds=[0,1]: one process, one checkpoint; per seed a folder, a result row, and the
+    evaluation a one-seed run would make (seed 0's first evaluation equals the seed=0 run's,
+    since both start from the same initialisation and the 0-step policy is what is evaluated)."""
+    args = [*TINY, "trainer.steps=2", "trainer.eval_every=1", "trainer.compile=eager",
+            "agent.policy_lr=0", "agent.value_lr=0"]   # frozen networks: evaluations comparable
+    code, out, _ = run_cli(["train", "seeds=[0,1]", *args, f"run_dir={tmp_path / 'k'}"], capsys)
+    assert code == 0 and "n=2" in out
+    for seed in (0, 1):
+        folder = tmp_path / "k" / f"seed{seed}"
+        assert {"metrics.jsonl", "curve.png", "summary.json"} <= {p.name for p in folder.iterdir()}
+        assert json.loads((folder / "summary.json").read_text())["seed"] == seed
+    assert latest_checkpoint(tmp_path / "k") is not None
+    assert run_cli(["train", "seed=1", *args, f"run_dir={tmp_path / 'one'}"], capsys)[0] == 0
+    both = [json.loads((tmp_path / "k" / f"seed{s}" / "summary.json").read_text()) for s in (0, 1)]
+    one = json.loads((tmp_path / "one" / "summary.json").read_text())
+    assert one["last_score"] == both[1]["last_score"] != both[0]["last_score"]
+
+
+@pytest.mark.parametrize("bad", ["seeds=0", "seeds=[1,1]", "seeds=abc"])
+def test_bad_seeds_are_rejected_with_what_is_valid(capsys, bad):
+    code, _, err = run_cli(["train", bad, *TINY, "trainer.steps=1"], capsys)
+    assert code == 2 and "seeds=" in err
+
+
 def _cli(*args):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return [sys.executable, "-m", "rlcore.cli", *args], env
@@ -124,7 +149,7 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     assert torch.equal(adam_full, adam_resumed)
     steps_logged = [r["step"] for r in read_metrics(killed) if r["kind"] == "train"]
     assert steps_logged == list(range(100, 1501, 100))           # no gaps, no duplicates
-    assert [e["step"] for e in resumed["evals"]] == [750, 1500]
+    assert [e["step"] for e in resumed["evals"][0]] == [750, 1500]   # seed 0's evaluations
     assert len(list((killed / "checkpoints").iterdir())) == 2      # keep_checkpoints
     assert not list((killed / "checkpoints").glob(".*.tmp"))       # no half-written files
 
@@ -165,10 +190,11 @@ def test_bench_prints_each_loop_with_its_ratio_and_saves_json(capsys, tmp_path):
     out = tmp_path / "bench.json"
     code, text, _ = run_cli(["bench", "agent.policy_hidden=[32]", "agent.value_hidden=[32]",
                              "bench.updates=5", "bench.warmup=2", "bench.transitions=500",
-                             "bench.modes=[eager]", f"bench.out={out}"], capsys)
-    assert code == 0 and "reference" in text and "rlcore eager" in text
+                             "bench.modes=[eager]", "bench.seeds=2", f"bench.out={out}"], capsys)
+    assert code == 0 and "reference" in text and "rlcore eager" in text and "2 seeds" in text
     result = json.loads(out.read_text())
-    assert [r["ratio"] for r in result["rows"]][0] == 1.0 and len(result["rows"]) == 2
+    assert [r["ratio"] for r in result["rows"]][0] == 1.0
+    assert [r["seeds"] for r in result["rows"]] == [1, 1, 2]
     assert result["device"] == "cpu" and result["batch_size"] == 256
 
 

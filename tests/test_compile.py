@@ -18,26 +18,26 @@ def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
     assert resolve_mode("auto", cpu, 1_000_000) == "compile"
     assert resolve_mode("auto", cuda, 1000) == "compile"
     assert resolve_mode("eager", cuda, 10**6) == "eager"
-    with pytest.raises(ConfigError, match="valid: auto, eager, compile"):
+    with pytest.raises(ConfigError, match="valid: auto, eager, compile, cudagraphs"):
         resolve_mode("turbo", cpu, 10)
+    with pytest.raises(ConfigError, match="needs a CUDA device"):
+        resolve_mode("cudagraphs", cpu, 10)
     monkeypatch.setattr("shutil.which", lambda name: None)   # no C++ compiler
     assert resolve_mode("auto", cpu, 1_000_000) == "eager"
     with pytest.raises(ConfigError, match="needs a C\\+\\+ compiler"):
         resolve_mode("compile", cpu, 10)
 
 
-@pytest.mark.slow
-def test_compiled_odice_update_matches_eager():
+def check_compiled_matches_eager(mode: str, device: torch.device, seeds: int = 1):
     cfg = load_config(["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"])
     arrays = synthetic_arrays(2000, 11, 3)
-    buffer = Buffer(11, 3, 2000)
+    buffer = Buffer(11, 3, 2000, device)
     buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
-    batches = [buffer.sample(128) for _ in range(3)]
-    torch.manual_seed(0)
-    eager = build_agent(cfg, Spec(11, 3), torch.device("cpu"))
-    compiled = build_agent(cfg, Spec(11, 3), torch.device("cpu"))
+    eager = build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds)))
+    compiled = build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds)))
     compiled.load_state_dict(eager.state_dict())
-    update = compiled_update(compiled, "compile")
+    batches = [eager.sample(buffer, 128) for _ in range(3)]
+    update = compiled_update(compiled, mode)
     for i, batch in enumerate(batches):
         m_eager, m_compiled = eager.update(batch), update(batch)
         for key in m_eager:
@@ -46,3 +46,14 @@ def test_compiled_odice_update_matches_eager():
     for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-5, msg=name)
     assert all(len(opt.state) > 0 for opt in compiled.optimizers().values())
+
+
+@pytest.mark.slow
+def test_compiled_odice_update_matches_eager():
+    check_compiled_matches_eager("compile", torch.device("cpu"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
+@pytest.mark.parametrize("mode", ["compile", "cudagraphs"])
+def test_cuda_update_matches_eager_with_several_seeds(mode):
+    check_compiled_matches_eager(mode, torch.device("cuda"), seeds=4)

@@ -16,13 +16,16 @@ def make_agent(**overrides):
     return ODICE(Spec(obs_dim=4, action_dim=2), cfg)
 
 
-def batch(n=8, seed=0):
+def batch(n=8, seed=0, seeds=1):
+    """A [seeds, n] batch (the agent contract's shape)."""
     g = torch.Generator().manual_seed(seed)
+    n, m = n * seeds, n
     return TensorDict({"observations": torch.randn(n, 4, generator=g),
                        "next_observations": torch.randn(n, 4, generator=g),
                        "actions": torch.rand(n, 2, generator=g) * 2 - 1,
                        "rewards": torch.randn(n, generator=g) * 3,
-                       "terminals": (torch.rand(n, generator=g) < 0.3).float()}, batch_size=[n])
+                       "terminals": (torch.rand(n, generator=g) < 0.3).float()},
+                      batch_size=[n]).reshape(seeds, m)
 
 
 def test_f_star_is_pearson_conjugate():
@@ -50,7 +53,7 @@ def test_orthogonal_gradient_matches_hand_computation_on_linear_twin_v():
         for p in agent.target_value.parameters():
             p.add_(0.1 * torch.randn_like(p))
     b = batch()
-    s, s2, r, d = b["observations"], b["next_observations"], b["rewards"], b["terminals"]
+    s, s2, r, d = (b[k][0] for k in ("observations", "next_observations", "rewards", "terminals"))
     lin = agent.value.net[0]
     W, B0 = lin.weight.detach()[..., 0], lin.bias.detach()[:, 0, 0]          # [2, 4], [2]
     tW, tB = agent.target_value.net[0].weight[..., 0], agent.target_value.net[0].bias[:, 0, 0]
@@ -73,7 +76,7 @@ def test_orthogonal_gradient_matches_hand_computation_on_linear_twin_v():
     grads, metrics, _ = agent.value_gradients(b)
     got = torch.cat([grads[0][..., 0], grads[1][:, 0, :]], dim=1)            # [2, 5]
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    torch.testing.assert_close(metrics["projection_coef"], c)
+    torch.testing.assert_close(metrics["projection_coef"], c[None])
 
 
 def test_projected_backward_part_is_orthogonal_to_forward_gradient():
@@ -89,8 +92,9 @@ def test_projected_backward_part_is_orthogonal_to_forward_gradient():
     zeros = [torch.zeros_like(p) for p in params]
     grads, c = orthogonal_gradient(zeros, g_f, g_b)
     projected = [g - gf for g, gf in zip(grads, g_f)]                          # g_b - c g_f
-    assert abs(float(grad_dot(g_f, g_b))) > 1e-4                               # not trivially orthogonal
-    cosine = grad_dot(projected, g_f) / (grad_dot(projected, projected) * grad_dot(g_f, g_f)).sqrt()
+    assert abs(float(grad_dot(g_f, g_b, 1))) > 1e-4                            # not trivially orthogonal
+    cosine = grad_dot(projected, g_f, 1) / (grad_dot(projected, projected, 1)
+                                            * grad_dot(g_f, g_f, 1)).sqrt()
     assert abs(float(cosine)) < 1e-5
 
 
@@ -120,11 +124,11 @@ def test_true_gradient_differs_from_semi_when_next_states_matter():
 def test_policy_loss_is_twin_averaged_weighted_bc():
     agent = make_agent(policy_hidden="[16]")
     b = batch(16)
-    residual = torch.randn(2, 16) * 5
-    residual[0, 0] = 500.0  # clamped at 100
-    nll = -agent.policy.log_prob(b["observations"], b["actions"]).detach()
-    w = residual.clamp_min(0).clamp_max(100)
-    expected = (0.5 * (w[0] + w[1]) * nll).mean()
+    residual = torch.randn(1, 2, 16) * 5
+    residual[0, 0, 0] = 500.0  # clamped at 100
+    nll = -agent.policy.log_prob(b["observations"], b["actions"]).detach()[0]
+    w = residual[0].clamp_min(0).clamp_max(100)
+    expected = (0.5 * (w[0] + w[1]) * nll).mean()[None]
     metrics = agent.update_policy(b, residual)
     torch.testing.assert_close(metrics["policy_loss"], expected)
 
@@ -135,7 +139,7 @@ def test_gaussian_log_prob_matches_torch_distribution():
     with torch.no_grad():
         agent.policy.log_std.copy_(torch.tensor([-0.3, 0.4]))
     mean, log_std = agent.policy(b["observations"])
-    dist = torch.distributions.MultivariateNormal(mean, scale_tril=torch.diag(log_std.exp()))
+    dist = torch.distributions.MultivariateNormal(mean, scale_tril=torch.diag(log_std.exp().flatten()))
     torch.testing.assert_close(agent.policy.log_prob(b["observations"], b["actions"]),
                                dist.log_prob(b["actions"]))
 
@@ -181,6 +185,32 @@ def test_learns_the_rewarded_action_where_behaviour_cloning_would_not():
                        policy_lr=1e-3)
     buffer = Buffer.from_dataset(ds)
     for _ in range(800):
-        agent.update(buffer.sample(256))
-    mean_action = agent.act(torch.randn(512, 4, generator=g)).mean()
+        agent.update(agent.sample(buffer, 256))
+    mean_action = agent.act(torch.randn(1, 512, 4, generator=g)).mean()
     assert mean_action > 0.4, float(mean_action)  # BC: 0; the rewarded action: 0.5
+
+
+def test_seeds_stacked_in_one_agent_update_exactly_as_separate_agents():
+    """seeds=2 in one agent: each seed's update (orthogonal projection included, whose c is a
+    dot product over parameters) equals that of a one-seed agent on the same batch."""
+    from dataclasses import replace
+    from rlcore.seeds import copy_seed_into
+    kw = dict(value_hidden="[32,32]", policy_hidden="[32]")
+    torch.manual_seed(0)
+    singles = [make_agent(**kw) for _ in range(2)]
+    stacked = ODICE(replace(singles[0].spec, seeds=2), singles[0].cfg)
+    for k, one in enumerate(singles):
+        copy_seed_into(stacked, one, k)
+    for step in range(3):
+        b = batch(32, seed=step, seeds=2)
+        m_stacked = stacked.update(b)
+        m_single = [one.update(b[k:k + 1]) for k, one in enumerate(singles)]
+        for key, value in m_stacked.items():
+            torch.testing.assert_close(value, torch.cat([m[key] for m in m_single]),
+                                       rtol=1e-4, atol=1e-6)
+    assert float(m_stacked["projection_coef"][0]) != float(m_stacked["projection_coef"][1])
+    check = ODICE(replace(singles[0].spec, seeds=2), singles[0].cfg)
+    for k, one in enumerate(singles):
+        copy_seed_into(check, one, k)   # the singles' state, stacked again, is the stacked state
+    for (name, a), b in zip(stacked.named_parameters(), check.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=name)

@@ -80,15 +80,22 @@ class Agent(nn.Module):
 
 
 def apply_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
-                    optimizer: torch.optim.Optimizer) -> None:
+                    optimizer: torch.optim.Optimizer, lr_scale: torch.Tensor | None = None) -> None:
     """Install gradients (from torch.autograd.grad) and take one optimizer step.
 
     Agents take every step this way rather than with loss.backward(): under torch.compile a
     traced backward() leaves no .grad behind, and the optimizer would silently skip the step.
+    `lr_scale` (a device scalar, e.g. a cosine schedule) scales the step: Adam's step is linear
+    in lr and its moments do not depend on it, so p + s (p' - p) is exactly the step taken at
+    lr s * lr, without touching the optimizer's lr (a float there would recompile per value).
     """
+    before = [p.detach().clone() for p in params] if lr_scale is not None else None
     for p, g in zip(params, grads):
         p.grad = g
     optimizer.step()
+    if before is not None:
+        with torch.no_grad():
+            torch._foreach_lerp_([p.detach() for p in params], before, 1.0 - lr_scale)
 
 
 def seed_mean(x: torch.Tensor) -> torch.Tensor:

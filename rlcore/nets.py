@@ -58,7 +58,8 @@ class MLP(nn.Module):
 
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False,
                  activation: type[nn.Module] = nn.ReLU, seeds: int | None = None,
-                 heads: int | None = None, ensemble: int | None = None, squeeze: bool = False):
+                 heads: int | None = None, ensemble: int | None = None, squeeze: bool = False,
+                 orthogonal_init: float | None = None):
         super().__init__()
         heads = heads or ensemble
         self.lead = tuple(n for n in (seeds, heads) if n is not None)   # leading member dims
@@ -74,6 +75,16 @@ class MLP(nn.Module):
                 layers.append(activation())
         self.net = nn.Sequential(*layers)
         self.squeeze = squeeze
+        if orthogonal_init is not None:  # jaxrl's default_init: orthogonal(gain), zero bias
+            for layer in self.net:
+                if isinstance(layer, nn.Linear):
+                    nn.init.orthogonal_(layer.weight, gain=orthogonal_init)
+                    nn.init.zeros_(layer.bias)
+                elif isinstance(layer, EnsembleLinear):     # weight [members, in, out]
+                    with torch.no_grad():
+                        for w in layer.weight:
+                            w.copy_(nn.init.orthogonal_(torch.empty(w.T.shape), gain=orthogonal_init).T)
+                        layer.bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.lead:
@@ -132,6 +143,22 @@ class GaussianPolicy(nn.Module):
         mean, log_std = self(obs)
         action = mean if deterministic else mean + torch.randn_like(mean) * log_std.exp()
         return action.clamp(-1.0, 1.0)
+
+
+class DeterministicPolicy(nn.Module):
+    """a = max_action * tanh(mu(s)) (TD3, TD3+BC, BC as CORL writes them)."""
+
+    def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], seeds: int | None = None,
+                 max_action: float = 1.0):
+        super().__init__()
+        self.net = MLP(obs_dim, hidden, action_dim, seeds=seeds)
+        self.max_action = max_action
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.max_action * torch.tanh(self.net(obs))
+
+    def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
+        return self(obs)
 
 
 class TanhGaussianPolicy(nn.Module):

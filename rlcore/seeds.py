@@ -45,6 +45,8 @@ def copy_seed_into(stacked: nn.Module, single: nn.Module, k: int) -> None:
     target = nn.Module.state_dict(stacked, keep_vars=True)
     for name, value in nn.Module.state_dict(single, keep_vars=True).items():
         dest = target[name]
+        if not isinstance(value, torch.Tensor):   # a module's extra state (a counter): shared
+            continue
         if dest.shape == value.shape:
             dest.copy_(value)
             continue

@@ -33,4 +33,4 @@ def test_train_from_python_matches_the_cli_run(tmp_path):
     import json
     b = json.loads((tmp_path / "b" / "summary.json").read_text())
     assert a.last_score == b["last_score"] and a.steps == 30
-    assert rlcore.list_agents() == ["odice", "sac"] and "hopper-pd-noisy" in rlcore.list_datasets()
+    assert {"odice", "sac", "iql"} <= set(rlcore.list_agents()) and "hopper-pd-noisy" in rlcore.list_datasets()

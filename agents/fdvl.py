@@ -1,0 +1,128 @@
+"""f-DVL: dual value learning for offline RL (Sikchi, Zheng, Zhang, Niekum, ICLR 2024, "Dual RL:
+Unification and New Methods for Reinforcement and Imitation Learning"), as the authors' code
+(hari-sikchi/DVL, offline/) computes it.
+
+Value (eq. 14 in the code's form), with x = min_k Qbar_k(s, a) - V(s) and alpha = `temp`:
+    min_V (1 - alpha) E[V(s)] + alpha E[f*_p(x)]   over (s, a) ~ 1/2 (d^O + Unif) when
+    `random_actions` = k > 0: the batch's actions plus k uniform actions per state.
+  chi_square:      alpha max(x + x^2/4, 0) - (1 - alpha) x
+  total_variation: alpha max(x, 0) - (1 - alpha) x       (optimum: P(Q > V) = (1 - alpha) / alpha)
+  reverse_kl (XQL's Gumbel loss): z = min(x / alpha, max_clip), m = sg(max(max_batch z, -1)),
+                   e^(z - m) - z e^(-m) - e^(-m)         (no (1 - alpha) term)
+  The -(1 - alpha) x term, with Q detached, has the gradient of (1 - alpha) V (issue DVL#2).
+Policy (AWR, target critic and the *new* V):  L_pi = -E[min(exp(beta (min Qbar - V)), 100) log pi(a|s)]
+Critic:  y = r + gamma (1 - d) V_new(s'),  L_Q = sum_k E Huber_20(Q_k(s, a) - y)
+then Polyak averaging of the target critic (tau 0.005).
+
+Networks as the authors': twin Q 256x256 without LayerNorm and V 256x256 with LayerNorm, both
+with jaxrl's orthogonal(sqrt 2) init; a Gaussian actor with a tanh mean and a state-independent
+log-std (min -5), its learning rate cosine-decayed over the run; Adam 3e-4; batch 1024.
+Departures: the actor's hidden layers use PyTorch's default init (jaxrl's policy init was not
+verified); reverse_kl's batch max m is taken per seed (each seed its own batch).
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from tensordict import TensorDict
+
+from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
+from rlcore.errors import ConfigError
+from rlcore.nets import MLP, GaussianPolicy, polyak_update
+from rlcore.objectives import awr_weight, cosine_scale
+from rlcore.registry import register_agent
+
+DIVERGENCES = ("chi_square", "total_variation", "reverse_kl")
+
+
+def dual_value_loss(x: torch.Tensor, f: str, alpha: float, max_clip: float = 7.0) -> torch.Tensor:
+    """Elementwise f-DVL value loss of x = Q - V ([S, ...]; reverse_kl's max is per seed)."""
+    if f == "chi_square":
+        return alpha * torch.clamp_min(x + x.pow(2) / 4, 0.0) - (1 - alpha) * x
+    if f == "total_variation":
+        return alpha * torch.clamp_min(x, 0.0) - (1 - alpha) * x
+    if f == "reverse_kl":
+        z = torch.clamp_max(x / alpha, max_clip)
+        m = z.detach().reshape(z.shape[0], -1).max(1).values.clamp_min(-1.0)
+        m = m.reshape(-1, *([1] * (z.dim() - 1)))
+        return torch.exp(z - m) - z * torch.exp(-m) - torch.exp(-m)
+    raise ConfigError(f"agent.f={f!r}; valid: {', '.join(DIVERGENCES)}")
+
+
+@register_agent("fdvl")
+class FDVL(Agent):
+    def __init__(self, spec: Spec, cfg):
+        super().__init__(spec, cfg)
+        if cfg.f not in DIVERGENCES:
+            raise ConfigError(f"agent.f={cfg.f!r}; valid: {', '.join(DIVERGENCES)}")
+        gain = 2 ** 0.5
+        self.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
+                          squeeze=True, orthogonal_init=gain)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.value = MLP(spec.obs_dim, cfg.hidden, 1, layer_norm=cfg.value_layer_norm,
+                         seeds=spec.seeds, squeeze=True, orthogonal_init=gain)
+        self.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, tanh_mean=True,
+                                     seeds=spec.seeds)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.actor_lr)
+        self.register_buffer("step", torch.zeros(()))
+
+    def q(self, critic, s, a):
+        return critic(torch.cat([s, a], dim=-1))                           # [S, 2, *B]
+
+    def update(self, batch: TensorDict) -> dict[str, torch.Tensor]:
+        value_metrics = self.update_value(batch)
+        policy_metrics = self.update_policy(batch)
+        critic_metrics = self.update_critic(batch)
+        polyak_update(self.target_critic, self.critic, self.cfg.tau)
+        return {**value_metrics, **policy_metrics, **critic_metrics}
+
+    def value_batch(self, batch: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
+        """States and actions for the value loss: the data's, plus k uniform actions per state."""
+        s, a, k = batch["observations"], batch["actions"], self.cfg.random_actions
+        if k == 0:
+            return s, a
+        uniform = torch.rand(a.shape[0], k * a.shape[1], *a.shape[2:], device=a.device) * 2 - 1
+        return s.repeat(1, k + 1, 1), torch.cat([a, uniform], dim=1)
+
+    def update_value(self, batch: TensorDict) -> dict:
+        cfg = self.cfg
+        s, a = self.value_batch(batch)
+        with torch.no_grad():
+            q = self.q(self.target_critic, s, a).min(1).values              # [S, (k+1) B]
+        x = q - self.value(s)
+        loss = seed_mean(dual_value_loss(x, cfg.f, cfg.temp, cfg.max_clip))
+        params = list(self.value.parameters())
+        apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.value_opt)
+        return {"value_loss": loss.detach(), "q_minus_v": seed_mean(x.detach())}
+
+    def update_policy(self, batch: TensorDict) -> dict:
+        cfg = self.cfg
+        s, a = batch["observations"], batch["actions"]
+        with torch.no_grad():
+            advantage = self.q(self.target_critic, s, a).min(1).values - self.value(s)
+        weight = awr_weight(advantage, cfg.beta, cfg.weight_clip)
+        loss = seed_mean(weight * -self.policy.log_prob(s, a.clamp(-1 + 1e-5, 1 - 1e-5)))
+        params = list(self.policy.parameters())
+        self.step += 1
+        scale = cosine_scale(self.step - 1, cfg.lr_decay_steps) if cfg.lr_decay_steps else None
+        apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.policy_opt, scale)
+        return {"policy_loss": loss.detach(), "awr_weight_mean": seed_mean(weight)}
+
+    def update_critic(self, batch: TensorDict) -> dict:
+        cfg = self.cfg
+        with torch.no_grad():
+            v_next = self.value(batch["next_observations"])
+            y = batch["rewards"] + cfg.discount * (1 - batch["terminals"]) * v_next
+        q = self.q(self.critic, batch["observations"], batch["actions"])
+        huber = torch.nn.functional.huber_loss(q, y[:, None].expand_as(q), reduction="none",
+                                               delta=cfg.huber_delta)
+        loss = 2 * seed_mean(huber)                                         # sum over the twins
+        params = list(self.critic.parameters())
+        apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.critic_opt)
+        return {"critic_loss": loss.detach()}
+
+    def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.policy.act(obs, deterministic)

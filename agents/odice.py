@@ -81,6 +81,7 @@ def orthogonal_gradient(g_state, g_forward, g_backward, seeds: int = 1):
     return grads, c
 
 
+@register_agent("odice_il")   # the imitation variant: same update, configs/agent/odice_il.yaml
 @register_agent("odice")
 class ODICE(Agent):
     def __init__(self, spec: Spec, cfg):

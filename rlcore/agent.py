@@ -54,6 +54,9 @@ class Agent(nn.Module):
         raise NotImplementedError
 
     # -- provided -----------------------------------------------------------------------
+    def check_data(self, buffer: Buffer) -> None:
+        """Raise a clear error when the buffer lacks what the method needs (e.g. expert data)."""
+
     def sample(self, buffer: Buffer, batch_size: int) -> TensorDict:
         """Uniform transitions, [S, B] for multi-seed agents: each seed its own draws."""
         if not self.multi_seed:

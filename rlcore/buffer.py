@@ -38,12 +38,15 @@ class Buffer:
         self.generator.manual_seed(seed)
         self._episodes_dirty = True
         self._segment_starts: dict[int, torch.Tensor] = {}
+        self.subsets: dict[str, torch.Tensor] = {}   # name -> indices, e.g. "expert" transitions
 
     @classmethod
     def from_dataset(cls, dataset: OfflineDataset, device="cpu", seed: int = 0,
-                     capacity: int | None = None) -> "Buffer":
+                     capacity: int | None = None, subsets: dict | None = None) -> "Buffer":
         buf = cls(dataset.obs_dim, dataset.action_dim, capacity or len(dataset), device, seed)
         buf.add({k: torch.as_tensor(v) for k, v in dataset.arrays().items()})
+        for name, index in (subsets or {}).items():
+            buf.subsets[name] = torch.as_tensor(index, dtype=torch.long, device=buf.device)
         return buf
 
     def __len__(self) -> int:
@@ -93,10 +96,15 @@ class Buffer:
         return self.storage[self._physical(logical)]
 
     # ---- samplers ----------------------------------------------------------------------
-    def sample(self, batch_size: int) -> TensorDict:
-        """Uniform transitions."""
+    def sample(self, batch_size: int, subset: str | None = None) -> TensorDict:
+        """Uniform transitions, from all of the buffer or from one of its `subsets`."""
         self._check_nonempty()
-        return self.storage[self._randint(self.size, (batch_size,))]
+        if subset is None:
+            return self.storage[self._randint(self.size, (batch_size,))]
+        if subset not in self.subsets:
+            raise KeyError(f"this buffer has no {subset!r} subset; it has {sorted(self.subsets) or 'none'}")
+        index = self.subsets[subset]
+        return self.storage[index[self._randint(len(index), (batch_size,))]]
 
     def sample_nstep(self, batch_size: int, n: int, discount: float) -> TensorDict:
         """Transitions with `n_step_return` = sum_{k<m} discount^k r_{t+k}, where m <= n stops at

@@ -135,11 +135,12 @@ def cmd_data(args) -> int:
         import torch
         from rlcore.envs.mujoco import POLICY_DIR
         from rlcore.policies import export_policy
-        dest = export_policy(Path(args.name), args.quality, Path(args.out or POLICY_DIR))
+        dest = export_policy(Path(args.name), args.quality, Path(args.out or POLICY_DIR),
+                             args.target_return)
         state = torch.load(dest, weights_only=False)
         print(f"{dest}: {state['quality']} policy of {state['env']} from step {state['train_step']}, "
               f"eval return {state['eval']['return_mean']:.1f} ± {state['eval']['return_std']:.1f} "
-              f"(expert {state['expert_return']:.1f})")
+              f"(best in the run {state['expert_return']:.1f})")
         return 0
     if args.action == "path":
         print(ds.locate(args.name, args.transitions, args.seed)[1])
@@ -194,6 +195,9 @@ def build_parser() -> argparse.ArgumentParser:
                                            "for export-policy, an online (sac) run folder")
     p.add_argument("--quality", default="medium", help="export-policy: medium | expert")
     p.add_argument("--out", default=None, help="export-policy: folder (default: the package's)")
+    p.add_argument("--target-return", type=float, default=None,
+                   help="export-policy --quality medium: the snapshot nearest this return "
+                        "(default: a third of the run's best)")
     p.add_argument("--transitions", type=int, default=200_000, help="size of a generated dataset")
     p.add_argument("--seed", type=int, default=0, help="seed of a generated dataset")
     p.set_defaults(func=cmd_data)

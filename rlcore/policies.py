@@ -2,7 +2,9 @@
 
 D4RL's recipe: `expert` is the fully trained policy, `medium` a policy stopped at about a
 third of the expert's return. Both are picked from the snapshots an online run saves at every
-evaluation (`<run dir>/policies/step_*.pt`), by their evaluation returns.
+evaluation (`<run dir>/policies/step_*.pt`), by their evaluation returns. A run too short to
+reach expert level can still give a medium policy: `target_return` picks the snapshot nearest
+a given return (e.g. a third of D4RL's expert reference return, `rlcore.scores`).
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ from rlcore.fileio import atomic_write
 QUALITIES = ("medium", "expert")
 
 
-def select_snapshot(run_dir: Path, quality: str) -> tuple[Path, dict, float]:
-    """(path, snapshot, expert return): the best snapshot, or the one nearest best / 3."""
+def select_snapshot(run_dir: Path, quality: str,
+                    target_return: float | None = None) -> tuple[Path, dict, float]:
+    """(path, snapshot, best return): the best snapshot (expert), or the one nearest
+    `target_return` (default: best / 3) for medium."""
     if quality not in QUALITIES:
         raise UserError(f"quality {quality!r}; valid: {', '.join(QUALITIES)}")
     paths = sorted((run_dir / "policies").glob("step_*.pt"))
@@ -27,24 +31,27 @@ def select_snapshot(run_dir: Path, quality: str) -> tuple[Path, dict, float]:
                         "at every evaluation of an online run (rlcore train agent=sac ...)")
     snapshots = [(p, torch.load(p, map_location="cpu", weights_only=False)) for p in paths]
     expert_return = max(s["eval"]["return_mean"] for _, s in snapshots)
-    target = expert_return if quality == "expert" else expert_return / 3
+    target = expert_return if quality == "expert" else (
+        expert_return / 3 if target_return is None else target_return)
     path, snapshot = min(snapshots, key=lambda ps: abs(ps[1]["eval"]["return_mean"] - target))
     return path, snapshot, expert_return
 
 
-def export_policy(run_dir: Path, quality: str, out_dir: Path) -> Path:
+def export_policy(run_dir: Path, quality: str, out_dir: Path,
+                  target_return: float | None = None) -> Path:
     """Write `<env>-<quality>.pt` (the SAC actor and its evaluation) to `out_dir`."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
     if cfg.agent.name != "sac":
         raise UserError(f"{run_dir} trained {cfg.agent.name!r}; behaviour policies come from sac runs")
-    path, snapshot, expert_return = select_snapshot(run_dir, quality)
+    path, snapshot, expert_return = select_snapshot(run_dir, quality, target_return)
     actor = {k.removeprefix("actor."): v for k, v in snapshot["agent"].items()
              if k.startswith("actor.")}
     state = {"actor": actor, "obs_dim": snapshot["spec"]["obs_dim"],
              "action_dim": snapshot["spec"]["action_dim"], "hidden": list(cfg.agent.hidden),
              "env": cfg.env.name, "gym_id": cfg.env.gym_id, "quality": quality,
              "train_step": snapshot["step"], "eval": snapshot["eval"],
-             "expert_return": expert_return, "seed": int(cfg.seed)}
+             "expert_return": expert_return, "target_return": target_return,
+             "seed": int(cfg.seed), "snapshot": path.name}
     dest = out_dir / f"{cfg.env.name}-{quality}.pt"
     atomic_write(dest, lambda tmp: torch.save(state, tmp))
     return dest

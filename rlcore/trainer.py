@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -29,6 +29,7 @@ from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
 from rlcore.evaluation import Evaluator
+from rlcore.imitation import expert_mix
 from rlcore.fileio import atomic_write, atomic_write_text
 from rlcore.logger import RunLogger, read_metrics, truncate_metrics
 from rlcore.plot import plot_run
@@ -113,6 +114,15 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     else:
         dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
                                cfg.data.dir, progress=progress)  # dir: where downloads are cached
+        subsets = {}
+        if cfg.env.get("expert_episodes"):                           # imitation data
+            suboptimal = cfg.env.get("suboptimal")
+            if suboptimal:
+                suboptimal = load_dataset(str(suboptimal), cfg.data.transitions, cfg.data.seed,
+                                          cfg.data.dir, progress=progress)
+            dataset, expert_mask = expert_mix(dataset, int(cfg.env.expert_episodes),
+                                              int(cfg.env.get("expert_first") or 0), suboptimal or None)
+            subsets["expert"] = np.flatnonzero(expert_mask)
         spec = Spec(dataset.obs_dim, dataset.action_dim)
     agent = build_agent(cfg, spec, device)
     if dataset is None:
@@ -122,9 +132,12 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     if cfg.agent.get("normalize_obs"):
         agent.obs_normalizer.fit(data.observations)
         data = agent.obs_normalizer.apply_numpy(data)
+    if cfg.agent.get("reward_free"):                                  # imitation: no rewards
+        data = replace(data, rewards=np.zeros_like(data.rewards))
     reward = (cfg.agent.get("reward") or {}).get(cfg.env.family, "none")
     data = transform_rewards(data, reward, cfg.env.max_episode_steps)
-    buffer = Buffer.from_dataset(data, device, seed=cfg.seed)
+    buffer = Buffer.from_dataset(data, device, seed=cfg.seed, subsets=subsets)
+    agent.check_data(buffer)
     return Setup(cfg, device, agent, buffer, dataset, reference_for(cfg.env.score, dataset.metadata))
 
 @dataclass
@@ -143,7 +156,12 @@ def dataset_label(cfg: DictConfig) -> str:
     """`hopper-pd-noisy`, a file's stem (`hopper_medium-v2`), or `hopper-online`."""
     if cfg.agent.get("online"):
         return f"{cfg.env.name}-online"
-    return Path(str(cfg.env.dataset)).stem
+    label = Path(str(cfg.env.dataset)).stem
+    if cfg.env.get("expert_episodes"):
+        label += f"-{cfg.env.expert_episodes}ep"
+        if cfg.env.get("suboptimal"):
+            label += "+" + Path(str(cfg.env.suboptimal)).stem
+    return label
 
 
 def seed_label(seeds: list[int]) -> str:

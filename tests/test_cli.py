@@ -33,7 +33,7 @@ def test_help_and_list(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["agent=odise"], "unknown agent 'odise'; valid agents: a2pr, bc, fdvl, iql, odice, sac, td3bc"),
+    (["agent=odise"], "unknown agent 'odise'; valid agents: a2pr, bc, fdvl, iql, odice, odice_il, recoil, sac, td3bc"),
     (["env=hoper"], "unknown env 'hoper'; valid envs: ant, halfcheetah, hopper, walker2d"),
     (["env.dataset=hopper-mediun"], "unknown dataset 'hopper-mediun'; valid: "),
     (["trainer.stepz=5"], "trainer.stepz"),

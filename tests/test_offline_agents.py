@@ -12,11 +12,12 @@ from rlcore.objectives import awr_weight, cosine_scale, expectile_loss
 from rlcore.registry import AGENTS
 from rlcore.seeds import copy_seed_into
 
-OFFLINE = ["bc", "td3bc", "iql", "fdvl", "a2pr", "odice"]
+OFFLINE = ["bc", "td3bc", "iql", "fdvl", "a2pr", "recoil", "odice"]
 SMALL = {"bc": ["agent.hidden=[32,32]"], "td3bc": ["agent.hidden=[32,32]"],
          "a2pr": ["agent.actor_hidden=[32,32]", "agent.critic_hidden=[32,32]",
                   "agent.vae_hidden=[32,32]"],
          "iql": ["agent.hidden=[32,32]"], "fdvl": ["agent.hidden=[32,32]"],
+         "recoil": ["agent.hidden=[32,32]"],
          "odice": ["agent.value_hidden=[32,32]", "agent.policy_hidden=[32,32]"]}
 
 
@@ -212,3 +213,74 @@ def test_bandit_value_based_agents_pick_the_rewarded_action(name, expect_rewarde
         assert mean_action > 0.3, mean_action
     else:
         assert abs(mean_action) < 0.1, mean_action
+
+
+# ---- imitation: expert + suboptimal mixes, ReCOIL ----------------------------------------------
+def episodes_dataset(name, lengths, obs_value):
+    from rlcore.data import from_arrays
+    import numpy as np
+    n = sum(lengths)
+    ends = np.cumsum(lengths) - 1
+    timeouts = np.zeros(n, dtype=bool)
+    timeouts[ends] = True
+    obs = np.full((n, 4), obs_value, dtype=np.float32) + np.arange(n, dtype=np.float32)[:, None]
+    return from_arrays(name, {"observations": obs, "next_observations": obs + 1,
+                              "actions": np.zeros((n, 2), np.float32), "rewards": np.ones(n, np.float32),
+                              "terminals": np.zeros(n, bool), "timeouts": timeouts})
+
+
+def test_expert_mix_takes_whole_expert_episodes_after_the_suboptimal_data():
+    from rlcore.data import DatasetError
+    from rlcore.imitation import expert_mix
+    expert = episodes_dataset("e", [3, 4, 5], 100.0)
+    sub = episodes_dataset("s", [6, 6], -100.0)
+    mix, mask = expert_mix(expert, 2, first=1, suboptimal=sub)
+    assert len(mix) == 12 + 9 and mask.sum() == 9 and not mask[:12].any()
+    assert mix.observations[12, 0] == 100.0 + 3            # expert episode 1 starts at index 3
+    assert mix.timeouts[12 + 3] and mix.timeouts[-1]       # both episodes end where they did
+    with pytest.raises(DatasetError, match="has 3 complete episodes"):
+        expert_mix(expert, 2, first=2)
+    with pytest.raises(DatasetError, match="same env"):
+        expert_mix(expert, 1, suboptimal=episodes_dataset("x", [5], 0.0).__class__(
+            **{**vars(episodes_dataset("x", [5], 0.0)),
+               "observations": torch.zeros(5, 7).numpy(), "next_observations": torch.zeros(5, 7).numpy()}))
+
+
+def test_buffer_samples_its_expert_subset_only():
+    from rlcore.buffer import Buffer
+    from rlcore.imitation import expert_mix
+    mix, mask = expert_mix(episodes_dataset("e", [3, 4], 100.0), 1, suboptimal=episodes_dataset("s", [8], -100.0))
+    buffer = Buffer.from_dataset(mix, subsets={"expert": mask.nonzero()[0]})
+    assert (buffer.sample(500, subset="expert")["observations"][:, 0] >= 100).all()
+    with pytest.raises(KeyError, match="no 'demo' subset"):
+        buffer.sample(4, subset="demo")
+
+
+def test_recoil_critic_loss_is_the_bounded_two_half_objective():
+    agent = make("recoil", "agent.lr_decay_steps=0")
+    b = batch(16)                      # 8 mixture + 8 expert rows
+    s, a = b["observations"][0], b["actions"][0]
+    with torch.no_grad():
+        critic_before = [p.clone() for p in agent.critic.parameters()]
+        q = agent.critic(torch.cat([s, a], -1)[None])[0]   # [2, 16] (before any step)
+    metrics = agent.update(b)
+    with torch.no_grad():   # V after its step, as the critic saw it
+        v_next = agent.value(b["next_observations"][:, :8])[0]
+        d = b["terminals"][0, :8]
+        y = -2 + 0.99 * (1 - d) * v_next + 0.99 * d * -200
+        expected = sum(0.5 * ((qk[8:] - 200) ** 2).mean() + 0.5 * ((qk[:8] - y) ** 2).mean() for qk in q)
+    torch.testing.assert_close(metrics["critic_loss"], expected[None], rtol=1e-5, atol=1e-4)
+    assert any(not torch.equal(p, c) for p, c in zip(agent.critic.parameters(), critic_before))
+
+
+def test_imitation_agents_train_from_the_cli_on_a_mix_and_recoil_refuses_plain_data(capsys, tmp_path):
+    from rlcore.cli import main
+    tiny = ["data.transitions=3000", "trainer.eval_episodes=2", "trainer.progress=false",
+            "trainer.steps=20", "trainer.eval_every=20", "trainer.compile=eager"]
+    mix = ["env.expert_episodes=2", "env.suboptimal=hopper-random"]
+    for agent in ("recoil", "odice_il"):
+        small = SMALL["recoil"] if agent == "recoil" else SMALL["odice"]
+        assert main(["train", f"agent={agent}", *small, *tiny, *mix, f"run_dir={tmp_path / agent}"]) == 0
+    assert "hopper-pd-noisy-2ep+hopper-random" in capsys.readouterr().out
+    assert main(["train", "agent=recoil", *SMALL["recoil"], *tiny, f"run_dir={tmp_path / 'x'}"]) == 2
+    assert "env.expert_episodes" in capsys.readouterr().err

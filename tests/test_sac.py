@@ -111,6 +111,11 @@ def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, m
     assert expert["eval"]["return_mean"] == max(returns) == expert["expert_return"]
     nearest = min(returns, key=lambda r: abs(r - max(returns) / 3))
     assert medium["eval"]["return_mean"] == nearest
+    # a run short of expert level: the medium snapshot nearest a given return instead
+    assert main(["data", "export-policy", str(run), "--quality", "medium", "--target-return",
+                 str(min(returns)), "--out", str(tmp_path / "by-target")]) == 0
+    by_target = torch.load(tmp_path / "by-target" / "hopper-medium.pt", weights_only=False)
+    assert by_target["eval"]["return_mean"] == min(returns)
 
     monkeypatch.setattr(recipes, "POLICY_DIR", out)
     a = load_dataset("hopper-medium-expert", transitions=1000, seed=3, progress=False)

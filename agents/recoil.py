@@ -1,0 +1,101 @@
+"""ReCOIL: offline imitation from a few expert trajectories and suboptimal data, no rewards
+(Sikchi, Zheng, Zhang, Niekum, ICLR 2024, "Dual RL", Section 6), as the authors' imitation
+critic (update_v_recoil / update_q_imitate, IQL-based JAX code) computes it.
+
+Every batch is [mixture half ; expert half]: B transitions of the offline mixture (suboptimal
+data plus the expert episodes) and B expert transitions.
+  Q (LS-IQ-style bounded targets, per twin, summed over the twins):
+      L_Q = mean[ 1/2 (Q(s_E, a_E) - 200)^2 ] + mean[ 1/2 (Q(s, a) - y)^2 ]   (mixture half)
+      y = -2 + gamma (1 - d) V(s') + gamma d (-200)
+  V (the implicit maximiser, XQL's Gumbel loss as in f-DVL's reverse_kl), on the mixture half:
+      z = min((min_k Qbar_k(s, a) - V(s)) / temp, max_clip),  m = sg(max(max_batch z, -1)),
+      L_V = mean[e^(z - m) - z e^(-m) - e^(-m)],  the max over the whole (both-halves) batch.
+  pi: AWR on the mixture half, min(exp(beta (min_k Qbar_k - V)), 100) * -log pi(a|s)
+      (the authors' actor file could not be read; this is IQL's and SMORe's actor).
+Order and networks as IQL's learner (which the code builds on): V, then Q against the new V,
+then the actor, then Polyak averaging of the target critic. The authors' README: raise `temp`
+(2.5 -> 5 -> 10 -> 20) until Q stops diverging; LayerNorm off by default.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from tensordict import TensorDict
+
+from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
+from rlcore.agents.fdvl import dual_value_loss
+from rlcore.buffer import Buffer
+from rlcore.errors import ConfigError
+from rlcore.nets import MLP, GaussianPolicy, polyak_update
+from rlcore.objectives import awr_weight, cosine_scale
+from rlcore.registry import register_agent
+
+
+@register_agent("recoil")
+class ReCOIL(Agent):
+    def __init__(self, spec: Spec, cfg):
+        super().__init__(spec, cfg)
+        self.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
+                          squeeze=True, orthogonal_init=2 ** 0.5)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.value = MLP(spec.obs_dim, cfg.hidden, 1, layer_norm=cfg.value_layer_norm,
+                         seeds=spec.seeds, squeeze=True, orthogonal_init=2 ** 0.5)
+        self.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, tanh_mean=True,
+                                     seeds=spec.seeds)
+        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
+        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
+        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.actor_lr)
+        self.register_buffer("step", torch.zeros(()))
+
+    def check_data(self, buffer: Buffer) -> None:
+        if "expert" not in buffer.subsets:
+            raise ConfigError("recoil learns from expert episodes plus suboptimal data: give "
+                              "env.expert_episodes=k (and env.suboptimal=<dataset>), e.g. "
+                              "env.dataset=hopper-expert env.expert_episodes=1 env.suboptimal=hopper-random")
+
+    def sample(self, buffer: Buffer, batch_size: int) -> TensorDict:
+        """[S, 2B]: B mixture transitions, then B expert transitions, per seed."""
+        S = self.spec.seeds
+        mixture = buffer.sample(S * batch_size).reshape(S, batch_size)
+        expert = buffer.sample(S * batch_size, subset="expert").reshape(S, batch_size)
+        return torch.cat([mixture, expert], dim=1)
+
+    def q(self, critic, s, a):
+        return critic(torch.cat([s, a], dim=-1))                           # [S, 2, 2B]
+
+    def update(self, batch: TensorDict) -> dict[str, torch.Tensor]:
+        cfg, half = self.cfg, batch.shape[1] // 2
+        s, a = batch["observations"], batch["actions"]
+        with torch.no_grad():
+            q_target = self.q(self.target_critic, s, a).min(1).values       # [S, 2B]
+        v = self.value(s)
+        x = q_target - v
+        value_loss = seed_mean(dual_value_loss(x, "reverse_kl", cfg.temp, cfg.max_clip)[:, :half])
+        params = list(self.value.parameters())
+        apply_gradients(params, torch.autograd.grad(value_loss.sum(), params), self.value_opt)
+
+        with torch.no_grad():
+            done = batch["terminals"][:, :half]
+            v_next = self.value(batch["next_observations"][:, :half])
+            y = cfg.constant_reward + cfg.discount * (1 - done) * v_next + cfg.discount * done * cfg.absorbing_value
+        q = self.q(self.critic, s, a)                                         # [S, 2, 2B]
+        critic_loss = 2 * (seed_mean(0.5 * (q[..., half:] - cfg.expert_value).pow(2))
+                           + seed_mean(0.5 * (q[..., :half] - y[:, None]).pow(2)))
+        params = list(self.critic.parameters())
+        apply_gradients(params, torch.autograd.grad(critic_loss.sum(), params), self.critic_opt)
+
+        advantage = x.detach()[:, :half]
+        weight = awr_weight(advantage, cfg.beta, cfg.weight_clip)
+        policy_loss = seed_mean(weight * -self.policy.log_prob(s[:, :half], a[:, :half]))
+        params = list(self.policy.parameters())
+        self.step += 1
+        scale = cosine_scale(self.step - 1, cfg.lr_decay_steps) if cfg.lr_decay_steps else None
+        apply_gradients(params, torch.autograd.grad(policy_loss.sum(), params), self.policy_opt, scale)
+        polyak_update(self.target_critic, self.critic, cfg.tau)
+        return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
+                "policy_loss": policy_loss.detach(),
+                "q_expert": seed_mean(q.detach()[..., half:]), "q_mixture": seed_mean(q.detach()[..., :half])}
+
+    def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
+        return self.policy.act(obs, deterministic)

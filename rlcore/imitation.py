@@ -1,0 +1,46 @@
+"""Imitation data: k expert episodes, optionally mixed with a suboptimal dataset.
+
+The offline-IL setting of ReCOIL and O-DICE's imitation variant (and SMODICE before them): a
+handful of expert trajectories plus plentiful suboptimal data, no rewards. Selected with
+`env.dataset=<expert data> env.expert_episodes=k [env.expert_first=i] [env.suboptimal=<name>]`.
+The mixture is the suboptimal data followed by the expert episodes (so it contains them, as
+d_mix = beta d^E + (1 - beta) d^S); `expert_mask` marks the expert transitions, and the
+buffer keeps them as its "expert" subset.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from rlcore.data import DatasetError, OfflineDataset, from_arrays
+
+
+def complete_episodes(dataset: OfflineDataset) -> list[tuple[int, int]]:
+    """(start, end) of every episode that ends in a terminal or a time limit."""
+    ends = dataset.episode_ends()
+    starts = np.concatenate([[0], ends[:-1]])
+    done = dataset.terminals | dataset.timeouts
+    return [(int(s), int(e)) for s, e in zip(starts, ends) if done[e - 1]]
+
+
+def expert_mix(expert: OfflineDataset, episodes: int, first: int = 0,
+               suboptimal: OfflineDataset | None = None) -> tuple[OfflineDataset, np.ndarray]:
+    """(mixture, expert_mask): expert episodes first .. first + episodes - 1 (complete ones, in
+    the file's order) after the suboptimal data, if any."""
+    found = complete_episodes(expert)
+    if episodes < 1 or first < 0 or first + episodes > len(found):
+        raise DatasetError(f"env.expert_episodes={episodes}, env.expert_first={first}: "
+                           f"{expert.name} has {len(found)} complete episodes (0..{len(found) - 1})")
+    index = np.concatenate([np.arange(s, e) for s, e in found[first:first + episodes]])
+    parts = [{k: v[index] for k, v in expert.arrays().items()}]
+    name = f"{expert.name}[{first}:{first + episodes}]"
+    if suboptimal is not None:
+        if (suboptimal.obs_dim, suboptimal.action_dim) != (expert.obs_dim, expert.action_dim):
+            raise DatasetError(f"env.suboptimal={suboptimal.name} has obs/action sizes "
+                               f"{suboptimal.obs_dim}/{suboptimal.action_dim}, the expert data "
+                               f"{expert.obs_dim}/{expert.action_dim}; use data of the same env")
+        parts.insert(0, suboptimal.arrays())
+        name = f"{name}+{suboptimal.name}"
+    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    mask = np.zeros(len(arrays["rewards"]), dtype=bool)
+    mask[len(arrays["rewards"]) - len(index):] = True
+    return from_arrays(name, arrays, dict(expert.metadata)), mask

@@ -109,6 +109,7 @@ def bench_agent(cfg) -> dict:
     spec = Spec(obs_dim, action_dim)
     buffer = Buffer(obs_dim, action_dim, b.transitions, device)
     buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
+    buffer.subsets["expert"] = torch.arange(b.transitions * 9 // 10, b.transitions, device=device)
     loops = [("reference (numpy sampling, .item() per step)", None, 1)]
     loops += [(f"rlcore {'compiled (torch.compile)' if m == 'compile' else m}", m, 1) for m in b.modes]
     k = int(b.get("seeds") or 1)
@@ -118,7 +119,8 @@ def bench_agent(cfg) -> dict:
     for label, mode, seeds in loops:
         agent = build_agent(cfg, spec, device, seeds=list(range(seeds)))
         if mode is None:
-            ups, warm = time_reference(agent, arrays, cfg.agent.batch_size, b.updates, b.warmup,
+            rows_per_update = agent.sample(buffer, cfg.agent.batch_size).shape[-1]  # recoil: 2B
+            ups, warm = time_reference(agent, arrays, rows_per_update, b.updates, b.warmup,
                                        device), None
         else:
             ups, warm = time_rlcore(compiled_update(agent, mode), agent, buffer,

@@ -198,7 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-return", type=float, default=None,
                    help="export-policy --quality medium: the snapshot nearest this return "
                         "(default: a third of the run's best)")
-    p.add_argument("--transitions", type=int, default=200_000, help="size of a generated dataset")
+    p.add_argument("--transitions", type=int, default=1_000_000, help="size of a generated dataset")
     p.add_argument("--seed", type=int, default=0, help="seed of a generated dataset")
     p.set_defaults(func=cmd_data)
     p = sub.add_parser("bench", help="updates/s of an agent's update (a benchmark, not a test)")

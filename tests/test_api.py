@@ -5,6 +5,7 @@ import torch
 import rlcore
 
 TINY = ("agent.policy_hidden=[32]", "agent.value_hidden=[32]", "data.transitions=3000",
+        "env.dataset=hopper-pd-noisy",
         "trainer.eval_episodes=2", "trainer.progress=false")
 
 

@@ -14,6 +14,7 @@ from rlcore.cli import main
 from rlcore.logger import read_metrics
 
 TINY = ["agent.policy_hidden=[32,32]", "agent.value_hidden=[32,32]", "agent.batch_size=64",
+        "env.dataset=hopper-pd-noisy",
         "data.transitions=3000", "trainer.eval_episodes=2", "trainer.progress=false"]
 
 
@@ -42,7 +43,7 @@ def test_help_and_list(capsys):
     (["device=tpu"], "device='tpu' is not a device"),
 ])
 def test_bad_input_fails_with_a_message_listing_valid_values(args, message, capsys, tmp_path):
-    code, _, err = run_cli(["train", *args, *TINY, f"runs_root={tmp_path}"], capsys)
+    code, _, err = run_cli(["train", *TINY, *args, f"runs_root={tmp_path}"], capsys)
     assert code == 2
     assert message in err
     assert "Traceback" not in err

@@ -150,3 +150,14 @@ def test_dataset_metadata_references_take_precedence():
     assert ref.source == "dataset metadata"
     np.testing.assert_allclose(ref.normalize([60.0]), [50.0])
     assert reference_for("hopper", {}).source == "D4RL hopper"
+
+
+def test_hopper_default_dataset_is_made_from_the_shipped_medium_policy():
+    """No network: the shipped SAC snapshot rolls out hopper-medium; it beats an untrained policy."""
+    from rlcore.config import load_config
+    cfg = load_config([])
+    assert cfg.env.dataset == "hopper-medium"
+    medium = load_dataset("hopper-medium", transitions=4000, seed=0, progress=False)
+    random = load_dataset("hopper-random", transitions=4000, seed=0, progress=False)
+    assert len(medium) == 4000 and medium.metadata["ref_max_score"] == 3234.3
+    assert medium.episode_returns().mean() > 5 * random.episode_returns().mean()

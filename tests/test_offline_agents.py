@@ -275,7 +275,7 @@ def test_recoil_critic_loss_is_the_bounded_two_half_objective():
 
 def test_imitation_agents_train_from_the_cli_on_a_mix_and_recoil_refuses_plain_data(capsys, tmp_path):
     from rlcore.cli import main
-    tiny = ["data.transitions=3000", "trainer.eval_episodes=2", "trainer.progress=false",
+    tiny = ["data.transitions=3000", "env.dataset=hopper-pd-noisy", "trainer.eval_episodes=2", "trainer.progress=false",
             "trainer.steps=20", "trainer.eval_every=20", "trainer.compile=eager"]
     mix = ["env.expert_episodes=2", "env.suboptimal=hopper-random"]
     for agent in ("recoil", "odice_il"):

@@ -1,0 +1,143 @@
+"""The agents' results table: every (agent, dataset) trained with `seeds=K` in one process,
+the last evaluation's D4RL normalized score per seed, written as a markdown table, a JSON file
+and a bar plot. Finished cells are kept in the JSON, so a killed report picks up where it was.
+
+    python benchmarks/report.py --steps 5000 --seeds 3 --datasets hopper-medium \
+        --agents bc td3bc iql fdvl a2pr odice --imitation hopper-medium:1:hopper-random
+
+`--imitation EXPERT:K:SUBOPTIMAL` adds the imitation agents (recoil, odice_il) and BC on the
+mix of K expert episodes and the suboptimal dataset (rewards unused by all three).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+IMITATION_AGENTS = ("bc", "recoil", "odice_il")
+
+
+def cell_key(agent: str, dataset: str) -> str:
+    return f"{agent}@{dataset}"
+
+
+def jobs(args) -> list[tuple[str, str, list[str]]]:
+    """(agent, dataset label, overrides) for every cell of the table."""
+    out = []
+    for dataset in args.datasets:
+        env = dataset.split("-")[0]
+        for agent in args.agents:
+            out.append((agent, dataset, [f"agent={agent}", f"env={env}", f"env.dataset={dataset}"]))
+    for spec in args.imitation or []:
+        expert, k, suboptimal = spec.split(":")
+        env = expert.split("-")[0]
+        label = f"{expert}-{k}ep+{suboptimal}"
+        for agent in IMITATION_AGENTS:
+            out.append((agent, label, [f"agent={agent}", f"env={env}", f"env.dataset={expert}",
+                                       f"env.expert_episodes={k}", f"env.suboptimal={suboptimal}"]))
+    return out
+
+
+def run_cell(overrides: list[str], args) -> list[dict]:
+    from rlcore.config import load_config
+    from rlcore.trainer import train
+    cfg = load_config([*overrides, f"seeds={args.seeds}", f"trainer.steps={args.steps}",
+                       f"trainer.eval_every={max(args.steps // 4, 1)}",
+                       f"trainer.checkpoint_every={args.steps}", f"runs_root={args.runs}",
+                       *args.override])
+    data = load_dataset_summary(cfg)
+    return [{"seed": r.seed, "last": r.last_score, "best": r.best_score, "run_dir": str(r.run_dir),
+             "data_score": data} for r in train(cfg)]
+
+
+def load_dataset_summary(cfg) -> float | None:
+    """The dataset's own mean normalized score (the behaviour policy's level)."""
+    if cfg.env.get("expert_episodes"):
+        return None
+    from rlcore.datasets import load_dataset
+    from rlcore.scores import reference_for
+    ds = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed, progress=False)
+    return float(reference_for(cfg.env.score, ds.metadata).normalize(ds.episode_returns().mean()))
+
+
+def write_table(results: dict, args) -> str:
+    datasets = list(dict.fromkeys(k.split("@", 1)[1] for k in results))
+    agents = list(dict.fromkeys(k.split("@", 1)[0] for k in results))
+    lines = [f"D4RL normalized score of the last evaluation (10 episodes per seed), mean ± std over "
+             f"{args.seeds} seeds trained at once (`seeds={args.seeds}`), after {args.steps:,} updates.",
+             "", "| agent | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
+    for agent in agents:
+        row = []
+        for dataset in datasets:
+            cell = results.get(cell_key(agent, dataset))
+            if cell is None:
+                row.append("")
+                continue
+            last = np.array([c["last"] for c in cell])
+            row.append(f"{last.mean():.1f} ± {last.std():.1f}")
+        lines.append(f"| {agent} | " + " | ".join(row) + " |")
+    data_row = []
+    for dataset in datasets:
+        scores = [c[0]["data_score"] for k, c in results.items() if k.endswith("@" + dataset)]
+        data_row.append("" if scores[0] is None else f"{scores[0]:.1f}")
+    lines.append("| *data (behaviour mean)* | " + " | ".join(data_row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_plot(results: dict, path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    datasets = list(dict.fromkeys(k.split("@", 1)[1] for k in results))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets):
+        cells = [(k.split("@")[0], np.array([c["last"] for c in v]))
+                 for k, v in results.items() if k.endswith("@" + dataset)]
+        names = [n for n, _ in cells]
+        ax.bar(names, [s.mean() for _, s in cells], yerr=[s.std() for _, s in cells], capsize=3)
+        for i, (_, s) in enumerate(cells):
+            ax.scatter([i] * len(s), s, color="k", s=8, zorder=3)
+        ax.set_title(dataset, fontsize=9)
+        ax.set_ylabel("D4RL normalized score")
+        ax.tick_params(axis="x", rotation=45)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--agents", nargs="+", default=["bc", "td3bc", "iql", "fdvl", "a2pr", "odice"])
+    p.add_argument("--datasets", nargs="*", default=["hopper-medium"])
+    p.add_argument("--imitation", nargs="*", default=None, help="EXPERT:K:SUBOPTIMAL mixes")
+    p.add_argument("--steps", type=int, default=5000)
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--runs", default="runs/report")
+    p.add_argument("--out", default=str(ROOT / "docs" / "agents"), help="writes OUT.md/.json/.png")
+    p.add_argument("--override", nargs="*", default=[], help="extra key=value for every run")
+    args = p.parse_args(argv)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    store = out.with_suffix(".json")
+    results = json.loads(store.read_text()) if store.exists() else {}
+    from rlcore.fileio import atomic_write_text
+    for agent, dataset, overrides in jobs(args):
+        key = cell_key(agent, dataset)
+        if key in results:
+            continue
+        print(f"== {key}: {args.seeds} seeds x {args.steps} updates", file=sys.stderr, flush=True)
+        results[key] = run_cell(overrides, args)
+        atomic_write_text(store, json.dumps(results, indent=2))
+    table = write_table(results, args)
+    atomic_write_text(out.with_suffix(".md"), table)
+    write_plot(results, out.with_suffix(".png"))
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

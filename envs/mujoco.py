@@ -4,6 +4,11 @@
 - `<env>-medium` / `<env>-expert`: the shipped SAC behaviour policy (envs/policies/), sampled;
   medium is the training snapshot nearest a third of the expert's return.
 - `<env>-medium-expert`: half medium, half expert, concatenated.
+- `<env>-medium-replay`: what the SAC replay buffer held when the medium snapshot was taken:
+  uniform random actions for the run's random phase, then each training policy (one shipped
+  every 10k steps, float16) for the steps it acted, in order. D4RL's is the buffer itself;
+  this re-creates its make-up (to 10k-step resolution) from policies small enough to ship.
+  Its natural size is the medium snapshot's step count; `transitions` scales it down, never up.
 - `hopper-pd-noisy`: a PD balance controller with per-episode Gaussian action noise,
   sigma ~ U[0, 0.6]. Noise-free it stands for the full 1000 steps (return about 1000, D4RL
   score about 31); with noise it falls early, so returns span about 10 to 1000. Cloning the
@@ -98,6 +103,51 @@ def shipped_actor(env: str, quality: str) -> SampledActor:
     return SampledActor(actor)
 
 
+class UniformRandom:
+    """Uniform actions in [-1, 1] (SAC's random phase before its first update)."""
+
+    def __init__(self, action_dim: int):
+        self.action_dim = action_dim
+
+    def start_episodes(self, envs, rng) -> None:
+        pass
+
+    def __call__(self, obs, rng):
+        return rng.uniform(-1.0, 1.0, size=(len(obs), self.action_dim))
+
+
+@dataclass(frozen=True)
+class ReplaySchedule:
+    """D4RL's medium-replay recipe, from the shipped replay schedule (see the module docstring)."""
+    name: str
+    gym_id: str
+    description: str
+    env: str
+    gym_kwargs: dict = field(default_factory=dict)
+
+    def make(self, transitions: int, seed: int, progress: bool = True) -> OfflineDataset:
+        path = POLICY_DIR / f"{self.env}-medium-replay.pt"
+        if not path.exists():
+            raise DatasetError(f"no medium-replay schedule for {self.env} is shipped yet ({path} is "
+                               f"missing); rlcore data export-policy <sac run dir> --quality medium "
+                               "writes it next to the medium policy")
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        behaviours = [(state["random_steps"], UniformRandom(state["action_dim"]))]
+        for phase in state["phases"]:
+            actor = TanhGaussianPolicy(state["obs_dim"], state["action_dim"], state["hidden"])
+            actor.load_state_dict({k: v.float() for k, v in phase["actor"].items()})
+            behaviours.append((phase["steps"], SampledActor(actor)))
+        total = sum(n for n, _ in behaviours)
+        scale = min(1.0, transitions / total)
+        sizes = [max(1, int(n * scale)) for n, _ in behaviours]
+        made = [collect(self.name, self.gym_id, behaviour, n, seed + i, progress=progress,
+                        gym_kwargs=self.gym_kwargs)
+                for i, (n, (_, behaviour)) in enumerate(zip(sizes, behaviours))]
+        arrays = {k: np.concatenate([getattr(d, k) for d in made]) for k in made[0].arrays()}
+        return from_arrays(self.name, arrays, {"recipe": self.description, "gym_id": self.gym_id,
+                                               "seed": seed, "medium_step": state["medium_step"]})
+
+
 class NoisyHopperBalance:
     """a = clip(-kp q - kd qdot (+ torso correction on the thigh) + sigma_ep N(0, I), -1, 1)."""
 
@@ -137,6 +187,9 @@ def _register(env: str, gym_id: str, obs_dim: int, action_dim: int, kwargs: dict
                     lambda seed: shipped_actor(env, "medium"))
     expert = recipe("expert", "fully trained SAC policy, sampled",
                     lambda seed: shipped_actor(env, "expert"))
+    register_dataset(f"{env}-medium-replay")(ReplaySchedule(
+        f"{env}-medium-replay", gym_id, "SAC's buffer up to the medium snapshot, re-rolled by its "
+        "policies", env, kwargs))
     register_dataset(f"{env}-medium-expert")(Concatenation(
         f"{env}-medium-expert", gym_id, "medium and expert halves, concatenated", (medium, expert)))
 

@@ -141,6 +141,10 @@ def cmd_data(args) -> int:
         print(f"{dest}: {state['quality']} policy of {state['env']} from step {state['train_step']}, "
               f"eval return {state['eval']['return_mean']:.1f} ± {state['eval']['return_std']:.1f} "
               f"(best in the run {state['expert_return']:.1f})")
+        if args.quality == "medium":
+            from rlcore.policies import export_replay
+            replay = export_replay(Path(args.name), dest, Path(args.out or POLICY_DIR))
+            print(f"{replay}: the policies behind the buffer up to the medium snapshot (medium-replay)")
         return 0
     if args.action == "path":
         print(ds.locate(args.name, args.transitions, args.seed)[1])

@@ -37,6 +37,41 @@ def select_snapshot(run_dir: Path, quality: str,
     return path, snapshot, expert_return
 
 
+def actor_state(snapshot: dict, half: bool = False) -> dict:
+    """The SAC actor's tensors from a snapshot (float16 for the compact replay schedule)."""
+    return {k.removeprefix("actor."): (v.half() if half else v) for k, v in snapshot["agent"].items()
+            if k.startswith("actor.")}
+
+
+def export_replay(run_dir: Path, medium_path: Path, out_dir: Path, every: int = 10_000) -> Path:
+    """Write `<env>-medium-replay.pt`: the policies that filled the SAC buffer up to the medium
+    snapshot, one every `every` steps (float16), and the length of the random-action phase.
+
+    D4RL's medium-replay is that buffer itself (too large to ship); the `<env>-medium-replay`
+    recipe re-creates its make-up by rolling each policy out for the steps it acted."""
+    cfg = OmegaConf.load(run_dir / "config.yaml")
+    medium = torch.load(medium_path, map_location="cpu", weights_only=False)
+    medium_step = medium["train_step"]
+    random_steps = int(cfg.agent.start_steps)
+    phases, steps = [], snapshot_steps(run_dir)
+    for step in range(random_steps, medium_step, every):
+        snapshot_step = max([s for s in steps if s <= step] or steps[:1])  # the policy acting then
+        snapshot = torch.load(run_dir / "policies" / f"step_{snapshot_step:09d}.pt", map_location="cpu",
+                              weights_only=False)
+        phases.append({"steps": min(every, medium_step - step), "policy_step": snapshot_step,
+                       "actor": actor_state(snapshot, half=True)})
+    state = {"env": cfg.env.name, "hidden": list(cfg.agent.hidden), "random_steps": random_steps,
+             "medium_step": medium_step, "phases": phases, "obs_dim": medium["obs_dim"],
+             "action_dim": medium["action_dim"]}
+    dest = out_dir / f"{cfg.env.name}-medium-replay.pt"
+    atomic_write(dest, lambda tmp: torch.save(state, tmp))
+    return dest
+
+
+def snapshot_steps(run_dir: Path) -> list[int]:
+    return sorted(int(p.stem.split("_")[1]) for p in (run_dir / "policies").glob("step_*.pt"))
+
+
 def export_policy(run_dir: Path, quality: str, out_dir: Path,
                   target_return: float | None = None) -> Path:
     """Write `<env>-<quality>.pt` (the SAC actor and its evaluation) to `out_dir`."""
@@ -44,9 +79,7 @@ def export_policy(run_dir: Path, quality: str, out_dir: Path,
     if cfg.agent.name != "sac":
         raise UserError(f"{run_dir} trained {cfg.agent.name!r}; behaviour policies come from sac runs")
     path, snapshot, expert_return = select_snapshot(run_dir, quality, target_return)
-    actor = {k.removeprefix("actor."): v for k, v in snapshot["agent"].items()
-             if k.startswith("actor.")}
-    state = {"actor": actor, "obs_dim": snapshot["spec"]["obs_dim"],
+    state = {"actor": actor_state(snapshot), "obs_dim": snapshot["spec"]["obs_dim"],
              "action_dim": snapshot["spec"]["action_dim"], "hidden": list(cfg.agent.hidden),
              "env": cfg.env.name, "gym_id": cfg.env.gym_id, "quality": quality,
              "train_step": snapshot["step"], "eval": snapshot["eval"],

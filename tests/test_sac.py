@@ -99,6 +99,8 @@ def test_online_training_collects_snapshots_and_resumes_with_its_buffer(tmp_path
 
 def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, monkeypatch):
     import rlcore.envs.mujoco as recipes
+    from rlcore.registry import DATASETS
+    DATASETS_GET = DATASETS.get
     from rlcore.datasets import load_dataset
     run = tmp_path / "run"
     assert main(["train", *TINY, "trainer.steps=300", "trainer.eval_every=100", f"run_dir={run}"]) == 0
@@ -118,6 +120,19 @@ def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, m
     assert by_target["eval"]["return_mean"] == min(returns)
 
     monkeypatch.setattr(recipes, "POLICY_DIR", out)
+    # medium-replay: the random phase (start_steps=100 uniform actions), then the policies that
+    # acted, one per `every` steps (here up to the step-300 snapshot, every 100 steps)
+    assert (out / "hopper-medium-replay.pt").exists()
+    from rlcore.policies import export_replay
+    torch.save({"train_step": 300, "obs_dim": 11, "action_dim": 3}, tmp_path / "at300.pt")
+    export_replay(run, tmp_path / "at300.pt", out, every=100)
+    replay = torch.load(out / "hopper-medium-replay.pt", weights_only=False)
+    assert replay["random_steps"] == 100 and replay["medium_step"] == 300
+    assert [(p["steps"], p["policy_step"]) for p in replay["phases"]] == [(100, 100), (100, 200)]
+    made = DATASETS_GET("hopper-medium-replay").make(10**6, seed=0, progress=False)
+    assert len(made) == 300                                        # its natural size, not more
+    first = torch.as_tensor(made.actions[:100])
+    assert first.abs().max() <= 1 and first.std() > 0.5           # uniform on [-1, 1]: std 0.58
     a = load_dataset("hopper-medium-expert", transitions=1000, seed=3, progress=False)
     from rlcore.registry import DATASETS
     b = DATASETS.get("hopper-medium-expert").make(1000, seed=3, progress=False)  # made again

@@ -30,7 +30,7 @@ import torch
 from tensordict import TensorDict
 from torch import nn
 
-from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
+from rlcore.agent import Agent, DelayedActorUpdates, Spec, apply_gradients, seed_mean
 from rlcore.nets import MLP, DeterministicPolicy, polyak_update
 from rlcore.objectives import smoothed_target_action
 from rlcore.registry import register_agent
@@ -56,7 +56,7 @@ class VAE(nn.Module):
 
 
 @register_agent("a2pr")
-class A2PR(Agent):
+class A2PR(DelayedActorUpdates, Agent):
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         S = spec.seeds
@@ -71,13 +71,6 @@ class A2PR(Agent):
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
         self.vae_opt = torch.optim.Adam(self.vae.parameters(), lr=cfg.vae_lr)
-        self.updates = 0
-
-    def get_extra_state(self):        # the delay phase travels with checkpoints (exact resume)
-        return {"updates": self.updates}
-
-    def set_extra_state(self, state) -> None:
-        self.updates = int(state["updates"])
 
     def q(self, critic, s, a) -> torch.Tensor:
         return critic(torch.cat([s, a], dim=-1))
@@ -115,8 +108,7 @@ class A2PR(Agent):
         metrics = {"critic_loss": critic_loss.detach(), "value_loss": value_loss.detach(),
                    "vae_loss": vae_loss.detach(), "good_fraction": seed_mean(good)}
         # 4. actor
-        self.updates += 1
-        if self.updates % cfg.policy_freq == 0:
+        if self.actor_turn():
             metrics.update(self.update_actor(s, a, v, q_data))
             polyak_update(self.target_critic, self.critic, cfg.tau)
             polyak_update(self.target_actor, self.actor, cfg.tau)

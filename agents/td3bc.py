@@ -17,14 +17,14 @@ import copy
 import torch
 from tensordict import TensorDict
 
-from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
+from rlcore.agent import Agent, DelayedActorUpdates, Spec, apply_gradients, seed_mean
 from rlcore.nets import MLP, DeterministicPolicy, polyak_update
 from rlcore.objectives import smoothed_target_action
 from rlcore.registry import register_agent
 
 
 @register_agent("td3bc")
-class TD3BC(Agent):
+class TD3BC(DelayedActorUpdates, Agent):
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         self.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
@@ -34,13 +34,6 @@ class TD3BC(Agent):
         self.target_actor = copy.deepcopy(self.actor).requires_grad_(False)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=cfg.actor_lr)
-        self.updates = 0
-
-    def get_extra_state(self):        # the delay phase travels with checkpoints (exact resume)
-        return {"updates": self.updates}
-
-    def set_extra_state(self, state) -> None:
-        self.updates = int(state["updates"])
 
     def q(self, critic, s, a):
         return critic(torch.cat([s, a], dim=-1))
@@ -57,8 +50,7 @@ class TD3BC(Agent):
         params = list(self.critic.parameters())
         apply_gradients(params, torch.autograd.grad(critic_loss.sum(), params), self.critic_opt)
         metrics = {"critic_loss": critic_loss.detach()}
-        self.updates += 1
-        if self.updates % cfg.policy_freq == 0:
+        if self.actor_turn():
             metrics.update(self.update_actor(s, a))
             polyak_update(self.target_critic, self.critic, cfg.tau)
             polyak_update(self.target_actor, self.actor, cfg.tau)

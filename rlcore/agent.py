@@ -82,6 +82,23 @@ class Agent(nn.Module):
         return result
 
 
+class DelayedActorUpdates:
+    """TD3's delayed policy updates (every `cfg.policy_freq` critic updates), on a Python counter
+    that travels with checkpoints. Under torch.compile each phase is one cached graph."""
+
+    updates = 0
+
+    def actor_turn(self) -> bool:
+        self.updates += 1
+        return self.updates % self.cfg.policy_freq == 0
+
+    def get_extra_state(self):
+        return {"updates": self.updates}
+
+    def set_extra_state(self, state) -> None:
+        self.updates = int(state["updates"])
+
+
 def apply_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
                     optimizer: torch.optim.Optimizer, lr_scale: torch.Tensor | None = None) -> None:
     """Install gradients (from torch.autograd.grad) and take one optimizer step.

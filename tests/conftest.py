@@ -35,3 +35,15 @@ def episodes_dataset(lengths, obs_dim=3, action_dim=2, terminal_last=None, seed=
                               "actions": rng.uniform(-1, 1, (n, action_dim)).astype(np.float32),
                               "rewards": rng.standard_normal(n).astype(np.float32),
                               "terminals": terminals, "timeouts": timeouts})
+
+
+def bandit_dataset(n: int = 2000):
+    """One-step episodes: half take a = +0.5 (r = 1), half a = -0.5 (r = 0), from 4-dim states.
+    Cloning answers the mean action 0; an agent that uses the rewards moves toward +0.5."""
+    g = torch.Generator().manual_seed(0)
+    good = torch.rand(n, generator=g) < 0.5
+    obs = torch.randn(n, 4, generator=g)
+    actions = torch.where(good, 0.5, -0.5)[:, None].expand(n, 2).contiguous()
+    return from_arrays("bandit", {"observations": obs.numpy(), "next_observations": obs.numpy(),
+                                  "actions": actions.numpy(), "rewards": good.float().numpy(),
+                                  "terminals": torch.ones(n, dtype=torch.bool).numpy()})

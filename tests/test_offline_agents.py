@@ -11,6 +11,7 @@ from rlcore.config import load_config
 from rlcore.objectives import awr_weight, cosine_scale, expectile_loss
 from rlcore.registry import AGENTS
 from rlcore.seeds import copy_seed_into
+from tests.conftest import bandit_dataset
 
 OFFLINE = ["bc", "td3bc", "iql", "fdvl", "a2pr", "recoil", "odice"]
 SMALL = {"bc": ["agent.hidden=[32,32]"], "td3bc": ["agent.hidden=[32,32]"],
@@ -171,41 +172,37 @@ def test_two_stacked_seeds_update_as_two_separate_agents(name, monkeypatch):
         for key in got:
             torch.testing.assert_close(got[key], torch.cat([w[key] for w in want]),
                                        rtol=1e-4, atol=1e-5, msg=f"{name}: {key}")
+    if "projection_coef" in got:        # O-DICE's c is a per-seed dot product over parameters
+        assert float(got["projection_coef"][0]) != float(got["projection_coef"][1])
+    restacked = AGENTS.get(name)(replace(singles[0].spec, seeds=2), singles[0].cfg)
+    for k, one in enumerate(singles):
+        copy_seed_into(restacked, one, k)   # the singles' state, stacked again, is the stacked state
+    for (key, a), b in zip(stacked.named_parameters(), restacked.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5, msg=f"{name}: {key}")
     obs = torch.randn(2, 5, 4)
     torch.testing.assert_close(stacked.act(obs),
                                torch.cat([one.act(obs[k:k + 1]) for k, one in enumerate(singles)]))
 
 
 # ---- learning: the one-step bandit ---------------------------------------------------------------
-def bandit_buffer():
-    from rlcore.buffer import Buffer
-    from rlcore.data import from_arrays
-    g = torch.Generator().manual_seed(0)
-    n = 2000
-    good = torch.rand(n, generator=g) < 0.5
-    obs = torch.randn(n, 4, generator=g)
-    actions = torch.where(good, 0.5, -0.5)[:, None].expand(n, 2).contiguous()
-    ds = from_arrays("bandit", {"observations": obs.numpy(), "next_observations": obs.numpy(),
-                                "actions": actions.numpy(), "rewards": good.float().numpy(),
-                                "terminals": torch.ones(n, dtype=torch.bool).numpy()})
-    return Buffer.from_dataset(ds)
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("name,expect_rewarded", [("bc", False), ("td3bc", True), ("iql", True),
-                                                  ("fdvl", True), ("a2pr", True)])
+                                                  ("fdvl", True), ("a2pr", True), ("odice", True)])
 def test_bandit_value_based_agents_pick_the_rewarded_action(name, expect_rewarded):
-    """Half the data takes a = +0.5 (r = 1), half a = -0.5 (r = 0), in one-step episodes.
-    Cloning answers the mean action 0; each value-based agent should move toward +0.5."""
+    """The bandit of tests/conftest.py: cloning answers the mean action 0; each value-based
+    agent should move toward the rewarded +0.5 (O-DICE: its ReLU(r - V) weights keep only the
+    rewarded half)."""
+    from rlcore.buffer import Buffer
     lr = {"bc": ["agent.lr=1e-3"], "td3bc": ["agent.actor_lr=1e-3", "agent.critic_lr=1e-3"],
           "iql": ["agent.actor_lr=1e-3", "agent.critic_lr=1e-3", "agent.value_lr=1e-3",
                   "agent.lr_decay_steps=0"],
           "a2pr": ["agent.actor_lr=1e-3", "agent.critic_lr=1e-3", "agent.value_lr=1e-3"],
+          "odice": ["agent.value_lr=1e-3", "agent.policy_lr=1e-3"],
           "fdvl": ["agent.actor_lr=1e-3", "agent.critic_lr=1e-3", "agent.value_lr=1e-3",
                    "agent.lr_decay_steps=0", "agent.batch_size=256"]}[name]
     torch.manual_seed(0)
     agent = make(name, *lr)
-    buffer = bandit_buffer()
+    buffer = Buffer.from_dataset(bandit_dataset())
     for _ in range(600):
         agent.update(agent.sample(buffer, 256))
     mean_action = float(agent.act(torch.randn(1, 512, 4)).mean())
@@ -216,7 +213,8 @@ def test_bandit_value_based_agents_pick_the_rewarded_action(name, expect_rewarde
 
 
 # ---- imitation: expert + suboptimal mixes, ReCOIL ----------------------------------------------
-def episodes_dataset(name, lengths, obs_value):
+def offset_episodes(name, lengths, obs_value):
+    """Episodes of the given lengths whose observations start at obs_value (tells sources apart)."""
     from rlcore.data import from_arrays
     import numpy as np
     n = sum(lengths)
@@ -232,8 +230,8 @@ def episodes_dataset(name, lengths, obs_value):
 def test_expert_mix_takes_whole_expert_episodes_after_the_suboptimal_data():
     from rlcore.data import DatasetError
     from rlcore.imitation import expert_mix
-    expert = episodes_dataset("e", [3, 4, 5], 100.0)
-    sub = episodes_dataset("s", [6, 6], -100.0)
+    expert = offset_episodes("e", [3, 4, 5], 100.0)
+    sub = offset_episodes("s", [6, 6], -100.0)
     mix, mask = expert_mix(expert, 2, first=1, suboptimal=sub)
     assert len(mix) == 12 + 9 and mask.sum() == 9 and not mask[:12].any()
     assert mix.observations[12, 0] == 100.0 + 3            # expert episode 1 starts at index 3
@@ -241,15 +239,15 @@ def test_expert_mix_takes_whole_expert_episodes_after_the_suboptimal_data():
     with pytest.raises(DatasetError, match="has 3 complete episodes"):
         expert_mix(expert, 2, first=2)
     with pytest.raises(DatasetError, match="same env"):
-        expert_mix(expert, 1, suboptimal=episodes_dataset("x", [5], 0.0).__class__(
-            **{**vars(episodes_dataset("x", [5], 0.0)),
+        expert_mix(expert, 1, suboptimal=offset_episodes("x", [5], 0.0).__class__(
+            **{**vars(offset_episodes("x", [5], 0.0)),
                "observations": torch.zeros(5, 7).numpy(), "next_observations": torch.zeros(5, 7).numpy()}))
 
 
 def test_buffer_samples_its_expert_subset_only():
     from rlcore.buffer import Buffer
     from rlcore.imitation import expert_mix
-    mix, mask = expert_mix(episodes_dataset("e", [3, 4], 100.0), 1, suboptimal=episodes_dataset("s", [8], -100.0))
+    mix, mask = expert_mix(offset_episodes("e", [3, 4], 100.0), 1, suboptimal=offset_episodes("s", [8], -100.0))
     buffer = Buffer.from_dataset(mix, subsets={"expert": mask.nonzero()[0]})
     assert (buffer.sample(500, subset="expert")["observations"][:, 0] >= 100).all()
     with pytest.raises(KeyError, match="no 'demo' subset"):

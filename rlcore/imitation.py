@@ -44,3 +44,18 @@ def expert_mix(expert: OfflineDataset, episodes: int, first: int = 0,
     mask = np.zeros(len(arrays["rewards"]), dtype=bool)
     mask[len(arrays["rewards"]) - len(index):] = True
     return from_arrays(name, arrays, dict(expert.metadata)), mask
+
+
+def imitation_data(cfg, dataset: OfflineDataset, progress: bool = True) -> tuple[OfflineDataset, dict]:
+    """(data, buffer subsets) for the config: the mixture and its "expert" indices when
+    `env.expert_episodes` is set, else the dataset as it is and no subsets."""
+    if not cfg.env.get("expert_episodes"):
+        return dataset, {}
+    from rlcore.datasets import load_dataset
+    suboptimal = cfg.env.get("suboptimal")
+    if suboptimal:
+        suboptimal = load_dataset(str(suboptimal), cfg.data.transitions, cfg.data.seed,
+                                  cfg.data.dir, progress=progress)
+    mixture, expert_mask = expert_mix(dataset, int(cfg.env.expert_episodes),
+                                      int(cfg.env.get("expert_first") or 0), suboptimal or None)
+    return mixture, {"expert": np.flatnonzero(expert_mask)}

@@ -1,10 +1,10 @@
 """The training loop every agent shares, offline or online.
 
 Each step: (online: one env step into the buffer) -> sample on the device -> agent.update ->
-metrics summed on the device. With `seeds=K` one agent carries K seeds (rlcore.seeds); each
-seed gets its own folder (<run>/seed<k>/: metrics, curve, summary) and its own result row. Every `log_every` steps the sums are read once (the only host
+metrics summed on the device. Every `log_every` steps the sums are read once (the only host
 sync), every `eval_every` steps the policy is evaluated, every `checkpoint_every` steps the
-whole state is saved atomically.
+whole state is saved atomically. With `seeds=K` one agent carries K seeds (rlcore.seeds);
+each seed gets its own folder (<run>/seed<k>/: metrics, curve, summary) and result row.
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
 from rlcore.evaluation import Evaluator
-from rlcore.imitation import expert_mix
+from rlcore.imitation import imitation_data
 from rlcore.fileio import atomic_write, atomic_write_text
 from rlcore.logger import RunLogger, read_metrics, truncate_metrics
 from rlcore.plot import plot_run
@@ -52,10 +52,6 @@ class Setup:
     @property
     def online(self) -> bool:
         return self.dataset is None
-
-    @property
-    def seeds(self) -> list[int]:
-        return resolve_seeds(self.cfg)
 
     def evaluator(self, episodes: int | None = None) -> Evaluator:
         return make_evaluator(self.cfg, episodes or self.cfg.trainer.eval_episodes,
@@ -114,15 +110,7 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     else:
         dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
                                cfg.data.dir, progress=progress)  # dir: where downloads are cached
-        subsets = {}
-        if cfg.env.get("expert_episodes"):                           # imitation data
-            suboptimal = cfg.env.get("suboptimal")
-            if suboptimal:
-                suboptimal = load_dataset(str(suboptimal), cfg.data.transitions, cfg.data.seed,
-                                          cfg.data.dir, progress=progress)
-            dataset, expert_mask = expert_mix(dataset, int(cfg.env.expert_episodes),
-                                              int(cfg.env.get("expert_first") or 0), suboptimal or None)
-            subsets["expert"] = np.flatnonzero(expert_mask)
+        dataset, subsets = imitation_data(cfg, dataset, progress)   # unchanged unless asked
         spec = Spec(dataset.obs_dim, dataset.action_dim)
     agent = build_agent(cfg, spec, device)
     if dataset is None:

@@ -83,20 +83,22 @@ class Agent(nn.Module):
 
 
 class DelayedActorUpdates:
-    """TD3's delayed policy updates (every `cfg.policy_freq` critic updates), on a Python counter
-    that travels with checkpoints. Under torch.compile each phase is one cached graph."""
+    """TD3's delayed policy updates (every `cfg.policy_freq` critic updates). The phase is a
+    Python int that cycles through policy_freq values and travels with checkpoints: under
+    torch.compile that is policy_freq cached graphs, where a growing counter would recompile
+    at every step."""
 
-    updates = 0
+    phase = 0
 
     def actor_turn(self) -> bool:
-        self.updates += 1
-        return self.updates % self.cfg.policy_freq == 0
+        self.phase = (self.phase + 1) % self.cfg.policy_freq
+        return self.phase == 0
 
     def get_extra_state(self):
-        return {"updates": self.updates}
+        return {"phase": self.phase}
 
     def set_extra_state(self, state) -> None:
-        self.updates = int(state["updates"])
+        self.phase = int(state["phase"])
 
 
 def apply_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],

@@ -49,6 +49,10 @@ def compiled_update(agent, mode: str) -> Callable:
     if mode == "eager":
         return agent.update
     torch._dynamo.config.trace_autograd_ops = True
+    # Updates are split into a few graphs (at optimizer steps) and some specialise per phase or
+    # per optimizer (TD3's delayed actor, Adam's first step): more variants than Dynamo's
+    # default limit of 8 per code object, past which it would silently run them eagerly.
+    torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
     if mode == "cudagraphs":
         for optimizer in agent.optimizers().values():
             for group in optimizer.param_groups:

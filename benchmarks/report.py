@@ -119,6 +119,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", default="runs/report")
     p.add_argument("--out", default=str(ROOT / "docs" / "agents"), help="writes OUT.md/.json/.png")
     p.add_argument("--override", nargs="*", default=[], help="extra key=value for every run")
+    p.add_argument("--table-only", action="store_true", help="rewrite the table and plot from the "
+                   "JSON without training the missing cells")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,7 @@ def main(argv=None) -> int:
     from rlcore.fileio import atomic_write_text
     for agent, dataset, overrides in jobs(args):
         key = cell_key(agent, dataset)
-        if key in results:
+        if key in results or args.table_only:
             continue
         print(f"== {key}: {args.seeds} seeds x {args.steps} updates", file=sys.stderr, flush=True)
         results[key] = run_cell(overrides, args)

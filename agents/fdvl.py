@@ -50,24 +50,30 @@ def dual_value_loss(x: torch.Tensor, f: str, alpha: float, max_clip: float = 7.0
     raise ConfigError(f"agent.f={f!r}; valid: {', '.join(DIVERGENCES)}")
 
 
+def build_dual_rl_networks(agent: Agent, spec: Spec, cfg) -> None:
+    """The Dual-RL code's networks (IQL-based, jaxrl): twin Q and V with orthogonal(sqrt 2)
+    init, a tanh-mean Gaussian actor, Adam for each, and the actor's schedule step counter."""
+    gain = 2 ** 0.5
+    agent.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
+                       squeeze=True, orthogonal_init=gain)
+    agent.target_critic = copy.deepcopy(agent.critic).requires_grad_(False)
+    agent.value = MLP(spec.obs_dim, cfg.hidden, 1, layer_norm=cfg.value_layer_norm,
+                      seeds=spec.seeds, squeeze=True, orthogonal_init=gain)
+    agent.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, tanh_mean=True,
+                                  seeds=spec.seeds)
+    agent.critic_opt = torch.optim.Adam(agent.critic.parameters(), lr=cfg.critic_lr)
+    agent.value_opt = torch.optim.Adam(agent.value.parameters(), lr=cfg.value_lr)
+    agent.policy_opt = torch.optim.Adam(agent.policy.parameters(), lr=cfg.actor_lr)
+    agent.register_buffer("step", torch.zeros(()))
+
+
 @register_agent("fdvl")
 class FDVL(Agent):
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         if cfg.f not in DIVERGENCES:
             raise ConfigError(f"agent.f={cfg.f!r}; valid: {', '.join(DIVERGENCES)}")
-        gain = 2 ** 0.5
-        self.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
-                          squeeze=True, orthogonal_init=gain)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = MLP(spec.obs_dim, cfg.hidden, 1, layer_norm=cfg.value_layer_norm,
-                         seeds=spec.seeds, squeeze=True, orthogonal_init=gain)
-        self.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, tanh_mean=True,
-                                     seeds=spec.seeds)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
-        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.actor_lr)
-        self.register_buffer("step", torch.zeros(()))
+        build_dual_rl_networks(self, spec, cfg)
 
     def q(self, critic, s, a):
         return critic(torch.cat([s, a], dim=-1))                           # [S, 2, *B]

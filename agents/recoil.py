@@ -18,16 +18,14 @@ then the actor, then Polyak averaging of the target critic. The authors' README:
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
-from rlcore.agents.fdvl import dual_value_loss
+from rlcore.agents.fdvl import build_dual_rl_networks, dual_value_loss
 from rlcore.buffer import Buffer
 from rlcore.errors import ConfigError
-from rlcore.nets import MLP, GaussianPolicy, polyak_update
+from rlcore.nets import polyak_update
 from rlcore.objectives import awr_weight, cosine_scale
 from rlcore.registry import register_agent
 
@@ -36,17 +34,7 @@ from rlcore.registry import register_agent
 class ReCOIL(Agent):
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
-        self.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
-                          squeeze=True, orthogonal_init=2 ** 0.5)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = MLP(spec.obs_dim, cfg.hidden, 1, layer_norm=cfg.value_layer_norm,
-                         seeds=spec.seeds, squeeze=True, orthogonal_init=2 ** 0.5)
-        self.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, tanh_mean=True,
-                                     seeds=spec.seeds)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
-        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.actor_lr)
-        self.register_buffer("step", torch.zeros(()))
+        build_dual_rl_networks(self, spec, cfg)
 
     def check_data(self, buffer: Buffer) -> None:
         if "expert" not in buffer.subsets:

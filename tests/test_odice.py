@@ -3,7 +3,6 @@ import copy
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from tensordict import TensorDict
 
 from rlcore.agent import Spec, grad_dot

@@ -79,8 +79,8 @@ class FDVL(Agent):
         return critic(torch.cat([s, a], dim=-1))                           # [S, 2, *B]
 
     def update(self, batch: TensorDict) -> dict[str, torch.Tensor]:
-        value_metrics = self.update_value(batch)
-        policy_metrics = self.update_policy(batch)
+        value_metrics, q_data = self.update_value(batch)
+        policy_metrics = self.update_policy(batch, q_data)
         critic_metrics = self.update_critic(batch)
         polyak_update(self.target_critic, self.critic, self.cfg.tau)
         return {**value_metrics, **policy_metrics, **critic_metrics}
@@ -93,7 +93,9 @@ class FDVL(Agent):
         uniform = torch.rand(a.shape[0], k * a.shape[1], *a.shape[2:], device=a.device) * 2 - 1
         return s.repeat(1, k + 1, 1), torch.cat([a, uniform], dim=1)
 
-    def update_value(self, batch: TensorDict) -> dict:
+    def update_value(self, batch: TensorDict) -> tuple[dict, torch.Tensor]:
+        """The value step; also returns min_k Qbar_k(s, a) on the data's own rows (they come
+        first in the value batch), which the actor reuses."""
         cfg = self.cfg
         s, a = self.value_batch(batch)
         with torch.no_grad():
@@ -102,13 +104,15 @@ class FDVL(Agent):
         loss = seed_mean(dual_value_loss(x, cfg.f, cfg.temp, cfg.max_clip))
         params = list(self.value.parameters())
         apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.value_opt)
-        return {"value_loss": loss.detach(), "q_minus_v": seed_mean(x.detach())}
+        q_data = q[:, :batch["actions"].shape[1]]
+        return {"value_loss": loss.detach(), "q_minus_v": seed_mean(x.detach())}, q_data
 
-    def update_policy(self, batch: TensorDict) -> dict:
+    def update_policy(self, batch: TensorDict, q_data: torch.Tensor) -> dict:
+        """AWR with the target critic's min_k Qbar_k(s, a) and the just-updated V."""
         cfg = self.cfg
         s, a = batch["observations"], batch["actions"]
         with torch.no_grad():
-            advantage = self.q(self.target_critic, s, a).min(1).values - self.value(s)
+            advantage = q_data - self.value(s)
         weight = awr_weight(advantage, cfg.beta, cfg.weight_clip)
         loss = seed_mean(weight * -self.policy.log_prob(s, a.clamp(-1 + 1e-5, 1 - 1e-5)))
         params = list(self.policy.parameters())

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from rlcore.collect import Behaviour, collect
-from rlcore.data import DatasetError, OfflineDataset, from_arrays
+from rlcore.data import DatasetError, OfflineDataset, concatenate
 from rlcore.nets import TanhGaussianPolicy
 from rlcore.registry import register_dataset
 
@@ -61,9 +61,8 @@ class Concatenation:
         sizes = [transitions // len(self.parts)] * len(self.parts)
         sizes[-1] += transitions - sum(sizes)
         made = [part.make(n, seed + i, progress) for i, (part, n) in enumerate(zip(self.parts, sizes))]
-        arrays = {k: np.concatenate([getattr(d, k) for d in made]) for k in made[0].arrays()}
-        return from_arrays(self.name, arrays, {"recipe": self.description, "gym_id": self.gym_id,
-                                               "seed": seed})
+        return concatenate(self.name, made, {"recipe": self.description, "gym_id": self.gym_id,
+                                             "seed": seed})
 
 
 class SampledActor:
@@ -98,8 +97,13 @@ def shipped_actor(env: str, quality: str) -> SampledActor:
             f"one: rlcore train agent=sac env={env}, then rlcore data export-policy <run dir> "
             f"--quality {quality}")
     state = torch.load(path, map_location="cpu", weights_only=False)
+    return sampled_actor(state, state["actor"])
+
+
+def sampled_actor(state: dict, weights: dict) -> SampledActor:
+    """A shipped SAC actor (sizes from `state`; float16 weights are widened)."""
     actor = TanhGaussianPolicy(state["obs_dim"], state["action_dim"], state["hidden"])
-    actor.load_state_dict(state["actor"])
+    actor.load_state_dict({k: v.float() for k, v in weights.items()})
     return SampledActor(actor)
 
 
@@ -133,19 +137,15 @@ class ReplaySchedule:
                                "writes it next to the medium policy")
         state = torch.load(path, map_location="cpu", weights_only=False)
         behaviours = [(state["random_steps"], UniformRandom(state["action_dim"]))]
-        for phase in state["phases"]:
-            actor = TanhGaussianPolicy(state["obs_dim"], state["action_dim"], state["hidden"])
-            actor.load_state_dict({k: v.float() for k, v in phase["actor"].items()})
-            behaviours.append((phase["steps"], SampledActor(actor)))
+        behaviours += [(phase["steps"], sampled_actor(state, phase["actor"])) for phase in state["phases"]]
         total = sum(n for n, _ in behaviours)
         scale = min(1.0, transitions / total)
         sizes = [max(1, int(n * scale)) for n, _ in behaviours]
         made = [collect(self.name, self.gym_id, behaviour, n, seed + i, progress=progress,
                         gym_kwargs=self.gym_kwargs)
                 for i, (n, (_, behaviour)) in enumerate(zip(sizes, behaviours))]
-        arrays = {k: np.concatenate([getattr(d, k) for d in made]) for k in made[0].arrays()}
-        return from_arrays(self.name, arrays, {"recipe": self.description, "gym_id": self.gym_id,
-                                               "seed": seed, "medium_step": state["medium_step"]})
+        return concatenate(self.name, made, {"recipe": self.description, "gym_id": self.gym_id,
+                                             "seed": seed, "medium_step": state["medium_step"]})
 
 
 class NoisyHopperBalance:

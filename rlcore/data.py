@@ -116,6 +116,13 @@ def from_arrays(name: str, arrays: dict, metadata: dict | None = None) -> Offlin
     return OfflineDataset(name=name, metadata=dict(metadata or {}), **out)
 
 
+def concatenate(name: str, parts: list[OfflineDataset], metadata: dict | None = None) -> OfflineDataset:
+    """The parts' transitions one after another (episode boundaries kept: each part's last
+    transition ends an episode or is cut where the part was)."""
+    arrays = {k: np.concatenate([getattr(p, k) for p in parts]) for k in parts[0].arrays()}
+    return from_arrays(name, arrays, metadata)
+
+
 def _next_from_following(out: dict) -> dict:
     """Files without next_observations (D4RL v0): s' = s_{t+1}, as d4rl.qlearning_dataset.
 

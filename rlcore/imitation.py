@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rlcore.data import DatasetError, OfflineDataset, from_arrays
+from rlcore.data import DatasetError, OfflineDataset, concatenate
 
 
 def complete_episodes(dataset: OfflineDataset) -> list[tuple[int, int]]:
@@ -31,19 +31,19 @@ def expert_mix(expert: OfflineDataset, episodes: int, first: int = 0,
         raise DatasetError(f"env.expert_episodes={episodes}, env.expert_first={first}: "
                            f"{expert.name} has {len(found)} complete episodes (0..{len(found) - 1})")
     index = np.concatenate([np.arange(s, e) for s, e in found[first:first + episodes]])
-    parts = [{k: v[index] for k, v in expert.arrays().items()}]
     name = f"{expert.name}[{first}:{first + episodes}]"
+    parts = [OfflineDataset(name, **{k: v[index] for k, v in expert.arrays().items()})]
     if suboptimal is not None:
         if (suboptimal.obs_dim, suboptimal.action_dim) != (expert.obs_dim, expert.action_dim):
             raise DatasetError(f"env.suboptimal={suboptimal.name} has obs/action sizes "
                                f"{suboptimal.obs_dim}/{suboptimal.action_dim}, the expert data "
                                f"{expert.obs_dim}/{expert.action_dim}; use data of the same env")
-        parts.insert(0, suboptimal.arrays())
+        parts.insert(0, suboptimal)
         name = f"{name}+{suboptimal.name}"
-    arrays = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    mask = np.zeros(len(arrays["rewards"]), dtype=bool)
-    mask[len(arrays["rewards"]) - len(index):] = True
-    return from_arrays(name, arrays, dict(expert.metadata)), mask
+    mixture = concatenate(name, parts, expert.metadata)
+    mask = np.zeros(len(mixture), dtype=bool)
+    mask[len(mixture) - len(index):] = True
+    return mixture, mask
 
 
 def imitation_data(cfg, dataset: OfflineDataset, progress: bool = True) -> tuple[OfflineDataset, dict]:

@@ -241,6 +241,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
     if evals[0]:
         bar.set_postfix(score=mean_score([e[-1] for e in evals]))
     sums: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}   # a metric's updates: TD3's actor metrics come every 2nd one
     count, updates, tick = 0, 0, time.perf_counter()
     try:
         for step in range(start + 1, t.steps + 1):
@@ -248,19 +249,20 @@ def train(cfg: DictConfig) -> list[RunResult]:
             if metrics is not None:
                 for key, value in metrics.items():
                     sums[key] = sums[key] + value if key in sums else value.clone()
+                    counts[key] = counts.get(key, 0) + 1
                 updates += 1
             count += 1
             if step % t.log_every == 0 or step == t.steps:
                 per_seed = [{} for _ in seeds]
                 if sums:  # one sync: [metrics] or [metrics, seeds]
-                    means = torch.stack(list(sums.values())).float().div(updates)
+                    means = torch.stack([sums[k].float() / counts[k] for k in sums])
                     means = means.reshape(len(sums), -1).expand(len(sums), len(seeds)).T.tolist()
                     per_seed = [dict(zip(sums, row)) for row in means]
                 rate = updates / (time.perf_counter() - tick)
                 extra = getattr(step_fn, "stats", dict)()
                 for logger, values in zip(loggers, per_seed):
                     logger.log("train", step, {**values, "updates_per_s": rate, **extra})
-                sums, count, updates = {}, 0, 0
+                sums, counts, count, updates = {}, {}, 0, 0
             if step % t.eval_every == 0 or step == t.steps:
                 results = evaluator(agent, [s * 1_000_003 + step for s in seeds])
                 for logger, history, result in zip(loggers, evals, results):

@@ -39,6 +39,7 @@ class Spec:
 
 class Agent(nn.Module):
     multi_seed = True       # False: one seed per process, no seed dimension (online SAC)
+    update_cycle = 1        # updates after which Python-side state repeats (CUDA-graph capture)
 
     def __init__(self, spec: Spec, cfg: DictConfig):
         super().__init__()
@@ -89,6 +90,10 @@ class DelayedActorUpdates:
     at every step."""
 
     phase = 0
+
+    @property
+    def update_cycle(self) -> int:
+        return int(self.cfg.policy_freq)
 
     def actor_turn(self) -> bool:
         self.phase = (self.phase + 1) % self.cfg.policy_freq

@@ -6,6 +6,8 @@ Every loop runs the same agent math on the same device in the same process:
   rlcore eager      indices drawn on the device, metrics kept on the device (one sync at the end);
   rlcore compiled   the same with the update through torch.compile (trainer.compile=compile);
                     compilation happens in the warm-up and is reported separately;
+  rlcore cudagraphs (CUDA) the compiled update and its sampling, `bench.updates_per_call` in a
+                    row, replayed as one CUDA graph (trainer.compile=cudagraphs);
   K seeds           `bench.seeds` independent seeds in one agent (seeds=K), in the last of
                     `bench.modes`; updates/s counts seed-updates (K per call), so its ratio is
                     the aggregate throughput against the one-seed reference.
@@ -24,11 +26,14 @@ import torch
 
 from rlcore.agent import Spec
 from rlcore.buffer import KEYS, Buffer
-from rlcore.compile import compiled_update
+from rlcore.compile import update_step
 from rlcore.config import load_config, resolve_device
 from rlcore.fileio import atomic_write_text
 from rlcore.registry import AGENTS
 from rlcore.trainer import build_agent
+
+
+LABELS = {"compile": "compiled (torch.compile)", "cudagraphs": "CUDA graph, {k} compiled updates"}
 
 
 def synthetic_arrays(n: int, obs_dim: int, action_dim: int, seed: int = 0) -> dict:
@@ -46,20 +51,21 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_rlcore(update, agent, buffer, batch_size, updates, warmup, device) -> tuple[float, float]:
-    """(updates/s, seconds of warm-up including any compilation)."""
+def time_rlcore(step, per_call, updates, warmup, device) -> tuple[float, float]:
+    """(updates/s, seconds of warm-up including any compilation or capture)."""
     start = time.perf_counter()
-    for _ in range(warmup):
-        update(agent.sample(buffer, batch_size))
+    for _ in range(max(1, warmup // per_call)):
+        step()
     _sync(device)
     warm = time.perf_counter() - start
+    calls = max(1, updates // per_call)
     start = time.perf_counter()
     metrics = {}
-    for _ in range(updates):
-        metrics = update(agent.sample(buffer, batch_size))
-    torch.stack(list(metrics.values())).cpu()
+    for _ in range(calls):
+        metrics = step()
+    torch.stack([v.float() for v in metrics.values()]).cpu()
     _sync(device)
-    return updates / (time.perf_counter() - start), warm
+    return calls * per_call / (time.perf_counter() - start), warm
 
 
 def time_reference(agent, arrays, batch_size, updates, warmup, device) -> float:
@@ -111,7 +117,7 @@ def bench_agent(cfg) -> dict:
     buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
     buffer.subsets["expert"] = torch.arange(b.transitions * 9 // 10, b.transitions, device=device)
     loops = [("reference (numpy sampling, .item() per step)", None, 1)]
-    loops += [(f"rlcore {'compiled (torch.compile)' if m == 'compile' else m}", m, 1) for m in b.modes]
+    loops += [(f"rlcore {LABELS.get(m, m).format(k=b.updates_per_call)}", m, 1) for m in b.modes]
     k = int(b.get("seeds") or 1)
     if k > 1 and AGENTS.get(cfg.agent.name).multi_seed:
         loops.append((f"rlcore {b.modes[-1]}, {k} seeds (seed-updates/s)", b.modes[-1], k))
@@ -123,8 +129,9 @@ def bench_agent(cfg) -> dict:
             ups, warm = time_reference(agent, arrays, rows_per_update, b.updates, b.warmup,
                                        device), None
         else:
-            ups, warm = time_rlcore(compiled_update(agent, mode), agent, buffer,
-                                    cfg.agent.batch_size, b.updates, b.warmup, device)
+            per_call = int(b.updates_per_call) if mode == "cudagraphs" else 1
+            step = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call)
+            ups, warm = time_rlcore(step, per_call, b.updates, b.warmup, device)
         rows.append({"loop": label, "seeds": seeds, "updates_per_s": ups * seeds, "warmup_s": warm})
     base = rows[0]["updates_per_s"]
     for row in rows:

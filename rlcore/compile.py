@@ -1,21 +1,25 @@
-"""`trainer.compile`: run an agent's update eagerly or through torch.compile.
+"""`trainer.compile`: how the trainer runs an agent's updates.
+
+  eager       the agent's `update` as written;
+  compile     through torch.compile (inductor fuses the many small elementwise and optimizer
+              ops of an RL update);
+  cudagraphs  (CUDA) the compiled update and its batch sampling, `trainer.updates_per_call`
+              of them in a row, captured once as one CUDA graph and replayed: one launch per
+              K updates, no Python, no per-kernel launch cost.
 
 O-DICE-style updates take several gradients with torch.autograd.grad inside one step;
-Dynamo traces those only with `trace_autograd_ops` on (torch >= 2.13), which this sets
-process-wide when compiling. Measured on this machine's CPU (2 cores): the whole O-DICE
-update compiles in about 25 s and then runs 2.3x faster than eager (docs/benchmarks.md).
+Dynamo traces those only with `trace_autograd_ops` on (torch >= 2.13), which this sets when the
+running torch has it. On an older torch the update compiles in pieces split at each
+autograd.grad; the CUDA graph captures across those splits all the same (it records kernels,
+not Python), so `cudagraphs` loses nothing there.
 
-`auto` compiles on CUDA, and on CPU when the run is long enough (>= 20,000 updates) to repay
-the compilation and a C++ compiler is there (inductor builds CPU kernels with it); short runs
-and tests stay eager.
-
-`cudagraphs` (CUDA only) compiles with mode="reduce-overhead": the whole update, optimizer
-steps included, is replayed as one CUDA graph, with Adam made capturable (its step counter on
-the device). It is opt-in until it has been checked on a GPU (tests/test_compile.py has the
-check; it skips without CUDA).
+`auto` picks cudagraphs on CUDA for offline agents (compile for online ones, whose buffer grows
+every step), and on CPU compile when the run is long enough (>= 20,000 updates) to repay the
+compilation and a C++ compiler is there (inductor builds CPU kernels with it).
 """
 from __future__ import annotations
 
+import math
 import shutil
 from typing import Callable
 
@@ -25,37 +29,143 @@ from rlcore.errors import ConfigError
 
 MODES = ("auto", "eager", "compile", "cudagraphs")
 CPU_COMPILE_MIN_STEPS = 20_000
+CAPTURE_WARMUP_CALLS = 2       # eager calls on a side stream before capture (cuBLAS, Adam state)
+AUTO_UPDATES_PER_CALL = (20, 16, 10, 8, 5, 4, 2, 1)
 
 
-def resolve_mode(mode: str, device: torch.device, steps: int) -> str:
+def resolve_mode(mode: str, device: torch.device, steps: int, online: bool = False) -> str:
     if mode not in MODES:
         raise ConfigError(f"trainer.compile={mode!r}; valid: {', '.join(MODES)}")
     has_compiler = shutil.which("g++") or shutil.which("c++") or shutil.which("clang++")
     if mode == "auto":
         if device.type == "cuda":
-            return "compile"
+            return "compile" if online else "cudagraphs"
         return "compile" if steps >= CPU_COMPILE_MIN_STEPS and has_compiler else "eager"
     if mode == "cudagraphs" and device.type != "cuda":
         raise ConfigError(f"trainer.compile=cudagraphs needs a CUDA device (device={device}); "
                           "use trainer.compile=compile or eager")
+    if mode == "cudagraphs" and online:
+        raise ConfigError("trainer.compile=cudagraphs replays updates on a fixed buffer; an online "
+                          "agent adds to its buffer every step: use trainer.compile=compile or eager")
     if mode == "compile" and device.type == "cpu" and not has_compiler:
         raise ConfigError("trainer.compile=compile on CPU needs a C++ compiler (g++ or clang++) "
                           "for torch.compile's kernels; install one or use trainer.compile=eager")
     return mode
 
 
+def resolve_updates_per_call(value, mode: str, cycle: int, intervals: list[int]) -> int:
+    """K updates per call. `auto`: 1 unless captured, then the largest of 20, 16, 10, 8, 5, 4, 2, 1 that
+    is a multiple of the agent's update cycle and divides every interval (steps left, logging,
+    evaluation, checkpoints), so those fall between calls."""
+    if value in (None, "auto"):
+        if mode != "cudagraphs":
+            return 1
+        fits = [k for k in AUTO_UPDATES_PER_CALL
+                if k % cycle == 0 and all(n % k == 0 for n in intervals)]
+        if not fits:
+            raise ConfigError(f"trainer.compile=cudagraphs captures a whole number of update cycles "
+                              f"({cycle} updates), but the steps left and the log/eval/checkpoint "
+                              f"intervals {intervals} have no common multiple of {cycle} among "
+                              f"{AUTO_UPDATES_PER_CALL}; make them multiples of {cycle}")
+        return fits[0]
+    k = int(value)
+    if k < 1:
+        raise ConfigError(f"trainer.updates_per_call={value!r}; valid: auto or an integer >= 1")
+    if mode == "cudagraphs" and k % cycle:
+        raise ConfigError(f"trainer.updates_per_call={k}: a captured call must hold whole update "
+                          f"cycles of this agent ({cycle} updates: TD3-style delayed actor); use a "
+                          f"multiple of {cycle}")
+    bad = [n for n in intervals if n % k]
+    if bad:
+        raise ConfigError(f"trainer.updates_per_call={k} must divide the steps left and the log/eval/"
+                          f"checkpoint intervals {intervals} ({bad} are not multiples of {k}); "
+                          f"use a divisor of {math.gcd(*intervals)}")
+    return k
+
+
 def compiled_update(agent, mode: str) -> Callable:
-    """The agent's update as the trainer should call it under `mode` (eager or compile)."""
+    """The agent's `update(batch)` as eager or torch.compile'd code (cudagraphs compiles too)."""
     if mode == "eager":
         return agent.update
-    torch._dynamo.config.trace_autograd_ops = True
+    if hasattr(torch._dynamo.config, "trace_autograd_ops"):
+        torch._dynamo.config.trace_autograd_ops = True
     # Updates are split into a few graphs (at optimizer steps) and some specialise per phase or
     # per optimizer (TD3's delayed actor, Adam's first step): more variants than Dynamo's
     # default limit of 8 per code object, past which it would silently run them eagerly.
     torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
-    if mode == "cudagraphs":
-        for optimizer in agent.optimizers().values():
-            for group in optimizer.param_groups:
-                group["capturable"] = True
-        return torch.compile(agent.update, mode="reduce-overhead")
     return torch.compile(agent.update)
+
+
+def update_step(agent, buffer, batch_size: int, mode: str, updates_per_call: int = 1) -> Callable[[], dict]:
+    """A call that samples and takes `updates_per_call` updates and returns their metrics
+    (each metric averaged over the updates that produced it)."""
+    update = compiled_update(agent, mode)
+
+    def run_updates() -> dict[str, torch.Tensor]:
+        produced: dict[str, list[torch.Tensor]] = {}
+        for _ in range(updates_per_call):
+            for key, value in update(agent.sample(buffer, batch_size)).items():
+                produced.setdefault(key, []).append(value)
+        if updates_per_call == 1:
+            return {key: values[0] for key, values in produced.items()}
+        return {key: torch.stack(values).float().mean(0) for key, values in produced.items()}
+
+    return CapturedUpdates(run_updates, agent, buffer) if mode == "cudagraphs" else run_updates
+
+
+class CapturedUpdates:
+    """`run_updates` recorded once as a CUDA graph, then replayed (PyTorch's whole-network
+    capture): the first calls run eagerly on a side stream (cuBLAS workspaces, Adam's state,
+    torch.compile's compilation), the next records the kernels, and every call replays them.
+    Every call, the recording one included, takes the same updates an eager call would take.
+
+    What a replay cannot see is fixed at capture: Python-side state must come back to where it
+    was after one call (hence whole update cycles per call), the buffer must not grow, and
+    the optimizers' tensors must not be replaced afterwards (a checkpoint loads before the
+    first call). Adam runs fused and `capturable` (one kernel, its step count on the device).
+    Random draws replay fresh: the default CUDA generator and the buffer's own (registered with
+    the graph) advance their offsets per replay, as eager draws would."""
+
+    def __init__(self, run_updates: Callable[[], dict], agent, buffer):
+        self.run_updates, self.agent, self.buffer = run_updates, agent, buffer
+        self.calls, self.graph, self.outputs = 0, None, None
+
+    def __call__(self) -> dict[str, torch.Tensor]:
+        if self.graph is None and self.calls < CAPTURE_WARMUP_CALLS:
+            self.calls += 1
+            if self.calls == 1:
+                make_capturable(self.agent)
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                metrics = self.run_updates()
+            torch.cuda.current_stream().wait_stream(side)
+            return metrics
+        if self.graph is None:
+            self.capture()
+        self.graph.replay()
+        return {key: value.clone() for key, value in self.outputs.items()}
+
+    def capture(self) -> None:
+        graph = torch.cuda.CUDAGraph()
+        if not hasattr(graph, "register_generator_state"):
+            raise ConfigError(f"trainer.compile=cudagraphs samples with the buffer's own generator, "
+                              f"which this torch ({torch.__version__}) cannot capture; use "
+                              "trainer.compile=compile, or torch >= 2.5")
+        graph.register_generator_state(self.buffer.generator)
+        torch.cuda.synchronize()
+        with torch.cuda.graph(graph):
+            self.outputs = self.run_updates()
+        self.graph = graph      # recording ran nothing: __call__'s replay takes this call's updates
+
+
+def make_capturable(agent) -> None:
+    """Adam as one fused kernel per step with its step count on the device, so that a replayed
+    step advances it (a state loaded from a checkpoint may hold it on the CPU)."""
+    for optimizer in agent.optimizers().values():
+        device = optimizer.param_groups[0]["params"][0].device
+        for group in optimizer.param_groups:
+            group.update(capturable=True, fused=True, foreach=False)
+        for state in optimizer.state.values():
+            if torch.is_tensor(state.get("step")):
+                state["step"] = state["step"].to(device, torch.float32)

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from rlcore.agent import Agent, Spec
 from rlcore.buffer import Buffer
 from rlcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rlcore.compile import compiled_update, resolve_mode
+from rlcore.compile import compiled_update, resolve_mode, resolve_updates_per_call, update_step
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
@@ -209,33 +209,39 @@ def train(cfg: DictConfig) -> list[RunResult]:
     setup = prepare(cfg, device, progress=t.progress)
     agent, buffer = setup.agent, setup.buffer
     evaluator = setup.evaluator(t.eval_episodes)
-    mode = resolve_mode(t.compile, device, t.steps)
-    update = compiled_update(agent, mode)
-    if setup.online:
-        from rlcore.online import OnlineCollector
-        step_fn = OnlineCollector(setup, update)
-    else:
-        def step_fn(step: int) -> dict:
-            return update(agent.sample(buffer, cfg.agent.batch_size))
+    mode = resolve_mode(t.compile, device, t.steps, setup.online)
 
     start, evals = 0, [[] for _ in seeds]       # evals[k]: seed k's evaluations
     dirs = seed_dirs(run_dir, seeds)
     checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is not None:
+    if checkpoint is not None:                  # before any capture: it replaces optimizer state
         start, evals = restore_state(load_checkpoint(checkpoint, device), setup)
         for d in dirs:
             truncate_metrics(d, start)
     elif cfg.resume:
         print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
 
+    if setup.online:
+        from rlcore.online import OnlineCollector
+        per_call = resolve_updates_per_call(t.get("updates_per_call"), mode, 1, [1])
+        step_fn = OnlineCollector(setup, compiled_update(agent, mode))
+    else:
+        per_call = resolve_updates_per_call(
+            t.get("updates_per_call"), mode, agent.update_cycle,
+            [t.steps - start, start, t.log_every, t.eval_every, t.checkpoint_every])
+        run_updates = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call)
+
+        def step_fn(step: int) -> dict:
+            return run_updates()
+
     for d in dirs:
         d.mkdir(parents=True, exist_ok=True)
     loggers = [RunLogger(d, cfg) for d in dirs]
     seed_text = f"seed {seeds[0]}" if len(seeds) == 1 else f"{len(seeds)} seeds"
     title = f"{cfg.agent.name} on {dataset_label(cfg)}, {seed_text}"
-    if mode == "compile":
-        print(f"{title}: compiling the update (torch.compile; the first steps wait for it)",
-              file=sys.stderr)
+    if mode != "eager":
+        how = "torch.compile" + (f", {per_call} updates per CUDA graph" if mode == "cudagraphs" else "")
+        print(f"{title}: compiling the update ({how}; the first steps wait for it)", file=sys.stderr)
     bar = tqdm(total=t.steps, initial=start, desc=title, unit="upd", disable=not t.progress,
                dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
     if evals[0]:
@@ -244,14 +250,14 @@ def train(cfg: DictConfig) -> list[RunResult]:
     counts: dict[str, int] = {}   # a metric's updates: TD3's actor metrics come every 2nd one
     count, updates, tick = 0, 0, time.perf_counter()
     try:
-        for step in range(start + 1, t.steps + 1):
+        for step in range(start + per_call, t.steps + 1, per_call):
             metrics = step_fn(step)  # None while an online agent only collects
-            if metrics is not None:
+            if metrics is not None:  # per_call updates, each metric averaged over them
                 for key, value in metrics.items():
                     sums[key] = sums[key] + value if key in sums else value.clone()
                     counts[key] = counts.get(key, 0) + 1
-                updates += 1
-            count += 1
+                updates += per_call
+            count += per_call
             if step % t.log_every == 0 or step == t.steps:
                 per_seed = [{} for _ in seeds]
                 if sums:  # one sync: [metrics] or [metrics, seeds]
@@ -275,7 +281,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
                 save_checkpoint(run_dir, step, capture_state(step, evals, setup), t.keep_checkpoints)
             if count == 0:
                 tick = time.perf_counter()  # updates/s excludes evaluation and saving
-            bar.update(1)
+            bar.update(per_call)
     finally:
         bar.close()
         for logger in loggers:

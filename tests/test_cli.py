@@ -155,6 +155,27 @@ def test_killed_run_resumes_to_the_same_parameters(tmp_path):
     assert not list((killed / "checkpoints").glob(".*.tmp"))       # no half-written files
 
 
+def test_several_updates_per_call_train_the_same_run(capsys, tmp_path):
+    """trainer.updates_per_call=4 steps the loop by 4: the same updates, logs and evaluations."""
+    steps = ["trainer.steps=200", "trainer.log_every=100", "trainer.eval_every=200",
+             "trainer.checkpoint_every=200"]
+    for name, per_call in (("one", 1), ("four", 4)):
+        code, _, _ = run_cli(["train", *TINY, *steps, f"trainer.updates_per_call={per_call}",
+                              f"run_dir={tmp_path / name}"], capsys)
+        assert code == 0
+    one, four = (load_checkpoint(latest_checkpoint(tmp_path / n)) for n in ("one", "four"))
+    for key, value in one["agent"]["modules"].items():
+        assert torch.equal(value, four["agent"]["modules"][key]), key
+    assert one["evals"] == four["evals"]
+    logged = [[r for r in read_metrics(tmp_path / n) if r["kind"] == "train"] for n in ("one", "four")]
+    assert [r["step"] for r in logged[0]] == [r["step"] for r in logged[1]] == [100, 200]
+    assert [r["value_loss"] for r in logged[0]] == pytest.approx([r["value_loss"] for r in logged[1]],
+                                                                  rel=1e-5)
+    code, _, err = run_cli(["train", *TINY, *steps, "trainer.updates_per_call=3",
+                            f"run_dir={tmp_path / 'three'}"], capsys)
+    assert code == 2 and "are not multiples of 3" in err
+
+
 def _write_d4rl_file(path, obs_dim, n=2000, episode=200):
     """A file as D4RL ships it: plain datasets, float64 where D4RL has them, no metadata."""
     import h5py

@@ -5,7 +5,8 @@ import torch
 from rlcore.agent import Spec
 from rlcore.bench import synthetic_arrays
 from rlcore.buffer import Buffer
-from rlcore.compile import compiled_update, resolve_mode
+from rlcore.compile import (CapturedUpdates, compiled_update, make_capturable, resolve_mode,
+                             resolve_updates_per_call, update_step)
 from rlcore.config import load_config
 from rlcore.errors import ConfigError
 from rlcore.trainer import build_agent
@@ -16,7 +17,10 @@ def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
     monkeypatch.setattr("shutil.which", lambda name: "/usr/bin/" + name)
     assert resolve_mode("auto", cpu, 1000) == "eager"
     assert resolve_mode("auto", cpu, 1_000_000) == "compile"
-    assert resolve_mode("auto", cuda, 1000) == "compile"
+    assert resolve_mode("auto", cuda, 1000) == "cudagraphs"
+    assert resolve_mode("auto", cuda, 1000, online=True) == "compile"
+    with pytest.raises(ConfigError, match="online agent adds to its buffer"):
+        resolve_mode("cudagraphs", cuda, 10, online=True)
     assert resolve_mode("eager", cuda, 10**6) == "eager"
     with pytest.raises(ConfigError, match="valid: auto, eager, compile, cudagraphs"):
         resolve_mode("turbo", cpu, 10)
@@ -30,6 +34,52 @@ def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
 
 SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
          "td3bc": ["agent.hidden=[64,64]", "agent.policy_noise=0"]}  # compiled RNG streams differ
+
+
+def test_updates_per_call_fits_the_agent_cycle_and_the_trainer_intervals():
+    intervals = [1_000_000, 0, 1000, 5000, 50000]      # steps left, start, log, eval, checkpoint
+    assert resolve_updates_per_call("auto", "eager", 2, intervals) == 1
+    assert resolve_updates_per_call("auto", "cudagraphs", 2, intervals) == 20
+    assert resolve_updates_per_call("auto", "cudagraphs", 2, [30, 0, 100, 100, 100]) == 10
+    assert resolve_updates_per_call(10, "cudagraphs", 2, intervals) == 10
+    with pytest.raises(ConfigError, match="whole update cycles of this agent \\(2 updates"):
+        resolve_updates_per_call(5, "cudagraphs", 2, intervals)
+    with pytest.raises(ConfigError, match="\\[1000, 5000\\] are not multiples of 3\\); use a divisor of 1000"):
+        resolve_updates_per_call(3, "eager", 1, [3000, 0, 1000, 5000, 3000])
+    with pytest.raises(ConfigError, match="no common multiple of 3"):
+        resolve_updates_per_call("auto", "cudagraphs", 3, [1000, 0, 1000, 1000, 1000])
+    with pytest.raises(ConfigError, match="valid: auto or an integer >= 1"):
+        resolve_updates_per_call(0, "eager", 1, intervals)
+
+
+def two_identical(agent: str, device: torch.device, seeds: int = 1, transitions: int = 2000):
+    """Two agents with the same parameters, each with its own copy of one buffer (same seed)."""
+    cfg = load_config([f"agent={agent}", *SMALL[agent]])
+    arrays = synthetic_arrays(transitions, 11, 3)
+    pairs = []
+    for _ in range(2):
+        buffer = Buffer(11, 3, transitions, device)
+        buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
+        pairs.append((build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds))), buffer))
+    pairs[1][0].load_state_dict(pairs[0][0].state_dict())
+    return pairs
+
+
+def test_several_updates_per_call_are_the_single_updates_averaged():
+    """TD3+BC, 4 updates per call: the critic metric averages 4 updates, the delayed actor's
+    the 2 that made one, and the parameters end where 8 single calls leave them."""
+    (single, buffer_1), (grouped, buffer_4) = two_identical("td3bc", torch.device("cpu"))
+    one = update_step(single, buffer_1, 128, "eager", 1)
+    four = update_step(grouped, buffer_4, 128, "eager", 4)
+    singles, groups = [one() for _ in range(8)], [four() for _ in range(2)]
+    for i, group in enumerate(groups):
+        block = singles[4 * i: 4 * i + 4]
+        for key, value in group.items():
+            made = [m[key] for m in block if key in m]
+            assert len(made) == (4 if key == "critic_loss" else 2), key
+            torch.testing.assert_close(value, torch.stack(made).mean(0), rtol=1e-5, atol=1e-7)
+    for p, q in zip(single.parameters(), grouped.parameters()):
+        assert torch.equal(p, q)
 
 
 def check_compiled_matches_eager(mode: str, device: torch.device, seeds: int = 1, agent="odice",
@@ -69,8 +119,49 @@ def test_compiled_td3bc_matches_eager_through_both_phases_without_falling_back()
     assert not any("recompile limit" in k for k in counters["unimplemented"])
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA graphs need a GPU")
-@pytest.mark.parametrize("mode", ["compile", "cudagraphs"])
-def test_cuda_update_matches_eager_with_several_seeds(mode):
-    check_compiled_matches_eager(mode, torch.device("cuda"), seeds=4)
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
+
+@needs_cuda
+def test_cuda_compiled_update_matches_eager_with_several_seeds():
+    check_compiled_matches_eager("compile", torch.device("cuda"), seeds=4)
+
+
+def compare_calls(one, graphed, calls: int, **tolerance) -> None:
+    """Each call of `graphed` (2 updates) against two calls of `one` (1 update each)."""
+    for call in range(calls):
+        singles, group = [one(), one()], graphed()
+        for key, value in group.items():
+            made = torch.stack([m[key] for m in singles if key in m]).float().mean(0)
+            torch.testing.assert_close(value, made, **tolerance,
+                                       msg=lambda m, c=call, k=key: f"call {c}, {k}: {m}")
+
+
+@needs_cuda
+@pytest.mark.parametrize("agent", ["odice", "td3bc"])
+def test_captured_updates_replay_exactly_what_eager_updates_compute(agent):
+    """Eager updates captured as a CUDA graph, 2 per call, 4 seeds: the warm-up calls, the
+    capturing call and the replays draw the batches eager sampling draws and take the same
+    optimizer steps, up to rounding."""
+    (eager, buffer_e), (captured, buffer_c) = two_identical(agent, torch.device("cuda"), seeds=4)
+    make_capturable(eager)                     # the same fused Adam on both sides
+    one = update_step(eager, buffer_e, 128, "eager", 1)
+    graphed = CapturedUpdates(update_step(captured, buffer_c, 128, "eager", 2), captured, buffer_c)
+    compare_calls(one, graphed, 5, rtol=1e-5, atol=1e-6)   # 2 warm-up, 1 capture, 2 replays
+    assert graphed.graph is not None
+    for (name, p), q in zip(eager.named_parameters(), captured.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)
+    assert torch.equal(buffer_e.rng_state(), buffer_c.rng_state())   # replays advanced the sampler
+
+
+@needs_cuda
+@pytest.mark.parametrize("agent", ["odice", "td3bc"])
+def test_cudagraphs_mode_captures_the_compiled_update(agent):
+    (eager, buffer_e), (captured, buffer_c) = two_identical(agent, torch.device("cuda"), seeds=4)
+    make_capturable(eager)
+    one = update_step(eager, buffer_e, 128, "eager", 1)
+    graphed = update_step(captured, buffer_c, 128, "cudagraphs", 2)
+    compare_calls(one, graphed, 4, rtol=1e-4, atol=1e-5)
+    assert graphed.graph is not None
+    for (name, p), q in zip(eager.named_parameters(), captured.parameters()):
+        torch.testing.assert_close(q, p, rtol=0, atol=1e-5, msg=name)

@@ -109,7 +109,8 @@ class A2PR(DelayedActorUpdates, Agent):
                    "vae_loss": vae_loss.detach(), "good_fraction": seed_mean(good)}
         # 4. actor
         if self.actor_turn():
-            metrics.update(self.update_actor(s, a, v, q_data))
+            actor_metrics = self.update_actor(s, a, v, q_data)   # see DelayedActorUpdates
+            metrics.update(actor_metrics)
             polyak_update(self.target_critic, self.critic, cfg.tau)
             polyak_update(self.target_actor, self.actor, cfg.tau)
         return metrics

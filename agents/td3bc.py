@@ -51,7 +51,8 @@ class TD3BC(DelayedActorUpdates, Agent):
         apply_gradients(params, torch.autograd.grad(critic_loss.sum(), params), self.critic_opt)
         metrics = {"critic_loss": critic_loss.detach()}
         if self.actor_turn():
-            metrics.update(self.update_actor(s, a))
+            actor_metrics = self.update_actor(s, a)   # not metrics.update(...): see DelayedActorUpdates
+            metrics.update(actor_metrics)
             polyak_update(self.target_critic, self.critic, cfg.tau)
             polyak_update(self.target_actor, self.actor, cfg.tau)
         return metrics

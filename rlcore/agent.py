@@ -87,7 +87,10 @@ class DelayedActorUpdates:
     """TD3's delayed policy updates (every `cfg.policy_freq` critic updates). The phase is a
     Python int that cycles through policy_freq values and travels with checkpoints: under
     torch.compile that is policy_freq cached graphs, where a growing counter would recompile
-    at every step."""
+    at every step. Call the actor update on its own line (`m = self.update_actor(...)`, then
+    `metrics.update(m)`): Dynamo splits the update at each optimizer step, and a bound method
+    of a per-call object left on the stack there (`metrics.update`) is guarded by identity,
+    so the rest of the update would recompile at every call until Dynamo gives up."""
 
     phase = 0
 

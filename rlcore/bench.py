@@ -26,7 +26,7 @@ import torch
 
 from rlcore.agent import Spec
 from rlcore.buffer import KEYS, Buffer
-from rlcore.compile import update_step
+from rlcore.compile import resolve_mode, update_step
 from rlcore.config import load_config, resolve_device
 from rlcore.fileio import atomic_write_text
 from rlcore.registry import AGENTS
@@ -44,6 +44,13 @@ def synthetic_arrays(n: int, obs_dim: int, action_dim: int, seed: int = 0) -> di
             "next_observations": rng.standard_normal((n, obs_dim), dtype=np.float32),
             "terminals": (rng.random(n) < 0.001).astype(np.float32),
             "timeouts": (np.arange(n) % 1000 == 999).astype(np.float32)}
+
+
+def bench_modes(modes, device: torch.device) -> list[str]:
+    """`auto`: eager and compile, and cudagraphs on CUDA; a list is checked like trainer.compile."""
+    if modes in (None, "auto"):
+        return ["eager", "compile", "cudagraphs"] if device.type == "cuda" else ["eager", "compile"]
+    return [resolve_mode(m, device, steps=10**9) for m in modes]
 
 
 def _sync(device: torch.device) -> None:
@@ -117,10 +124,11 @@ def bench_agent(cfg) -> dict:
     buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
     buffer.subsets["expert"] = torch.arange(b.transitions * 9 // 10, b.transitions, device=device)
     loops = [("reference (numpy sampling, .item() per step)", None, 1)]
-    loops += [(f"rlcore {LABELS.get(m, m).format(k=b.updates_per_call)}", m, 1) for m in b.modes]
+    modes = bench_modes(b.modes, device)
+    loops += [(f"rlcore {LABELS.get(m, m).format(k=b.updates_per_call)}", m, 1) for m in modes]
     k = int(b.get("seeds") or 1)
     if k > 1 and AGENTS.get(cfg.agent.name).multi_seed:
-        loops.append((f"rlcore {b.modes[-1]}, {k} seeds (seed-updates/s)", b.modes[-1], k))
+        loops.append((f"rlcore {modes[-1]}, {k} seeds (seed-updates/s)", modes[-1], k))
     rows = []
     for label, mode, seeds in loops:
         agent = build_agent(cfg, spec, device, seeds=list(range(seeds)))

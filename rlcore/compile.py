@@ -19,6 +19,7 @@ compilation and a C++ compiler is there (inductor builds CPU kernels with it).
 """
 from __future__ import annotations
 
+import logging
 import math
 import shutil
 from typing import Callable
@@ -31,6 +32,10 @@ MODES = ("auto", "eager", "compile", "cudagraphs")
 CPU_COMPILE_MIN_STEPS = 20_000
 CAPTURE_WARMUP_CALLS = 2       # eager calls on a side stream before capture (cuBLAS, Adam state)
 AUTO_UPDATES_PER_CALL = (20, 16, 10, 8, 5, 4, 2, 1)
+
+# Dynamo notes once per compiled process that it drops optimizer.step's profiler range: not news.
+logging.getLogger("torch._dynamo.variables.ctx_manager").addFilter(
+    lambda record: not str(record.msg).startswith("Profiler record function"))
 
 
 def resolve_mode(mode: str, device: torch.device, steps: int, online: bool = False) -> str:

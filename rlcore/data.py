@@ -59,10 +59,13 @@ class OfflineDataset:
             done = np.append(done, len(self))
         return done
 
+    def episode_starts(self) -> np.ndarray:
+        """Start index of each episode (as episode_ends, the unfinished trailing one included)."""
+        return np.concatenate([[0], self.episode_ends()[:-1]]).astype(np.int64)
+
     def episode_returns(self, complete_only: bool = True) -> np.ndarray:
         """Undiscounted return of each episode (the unfinished trailing one dropped)."""
-        ends = self.episode_ends()
-        starts = np.concatenate([[0], ends[:-1]])
+        starts = self.episode_starts()
         sums = np.add.reduceat(self.rewards.astype(np.float64), starts) if len(self) else np.zeros(0)
         if complete_only and len(self) and not (self.terminals[-1] or self.timeouts[-1]):
             sums = sums[:-1]

@@ -16,10 +16,9 @@ from rlcore.data import DatasetError, OfflineDataset, concatenate
 
 def complete_episodes(dataset: OfflineDataset) -> list[tuple[int, int]]:
     """(start, end) of every episode that ends in a terminal or a time limit."""
-    ends = dataset.episode_ends()
-    starts = np.concatenate([[0], ends[:-1]])
     done = dataset.terminals | dataset.timeouts
-    return [(int(s), int(e)) for s, e in zip(starts, ends) if done[e - 1]]
+    return [(int(s), int(e)) for s, e in zip(dataset.episode_starts(), dataset.episode_ends())
+            if done[e - 1]]
 
 
 def expert_mix(expert: OfflineDataset, episodes: int, first: int = 0,

@@ -28,6 +28,7 @@ from rlcore.compile import compiled_update, resolve_mode, resolve_updates_per_ca
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
+from rlcore.errors import ConfigError
 from rlcore.evaluation import Evaluator
 from rlcore.imitation import imitation_data
 from rlcore.fileio import atomic_write, atomic_write_text
@@ -223,7 +224,10 @@ def train(cfg: DictConfig) -> list[RunResult]:
 
     if setup.online:
         from rlcore.online import OnlineCollector
-        per_call = resolve_updates_per_call(t.get("updates_per_call"), mode, 1, [1])
+        per_call = 1                            # one update per environment step
+        if t.get("updates_per_call") not in (None, "auto", 1):
+            raise ConfigError(f"trainer.updates_per_call={t.updates_per_call}: an online agent "
+                              "takes one update per environment step; leave it at auto")
         step_fn = OnlineCollector(setup, compiled_update(agent, mode))
     else:
         per_call = resolve_updates_per_call(

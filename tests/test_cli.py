@@ -218,6 +218,8 @@ def test_bench_prints_each_loop_with_its_ratio_and_saves_json(capsys, tmp_path):
     assert [r["ratio"] for r in result["rows"]][0] == 1.0
     assert [r["seeds"] for r in result["rows"]] == [1, 1, 2]
     assert result["device"] == "cpu" and result["batch_size"] == 256
+    code, _, err = run_cli(["bench", "bench.modes=[eager,cudagraphs]", f"bench.out={out}"], capsys)
+    assert code == 2 and "cudagraphs needs a CUDA device" in err
 
 
 def test_data_make_info_and_path_of_a_generated_dataset(capsys, tmp_path):

@@ -33,7 +33,9 @@ def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
 
 
 SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
-         "td3bc": ["agent.hidden=[64,64]", "agent.policy_noise=0"]}  # compiled RNG streams differ
+         "td3bc": ["agent.hidden=[64,64]", "agent.policy_noise=0"],  # compiled RNG streams differ
+         "a2pr": ["agent.actor_hidden=[64,64]", "agent.critic_hidden=[64,64]",
+                  "agent.vae_hidden=[64,64]"]}
 
 
 def test_updates_per_call_fits_the_agent_cycle_and_the_trainer_intervals():
@@ -97,6 +99,10 @@ def check_compiled_matches_eager(mode: str, device: torch.device, seeds: int = 1
         m_eager, m_compiled = eager.update(batch), update(batch)
         for key in m_eager:
             torch.testing.assert_close(m_compiled[key], m_eager[key], rtol=1e-4, atol=1e-6)
+        if i == steps // 2:
+            compiled_so_far = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    if steps > 2:   # once every variant is seen, later updates reuse them (no recompile per call)
+        assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled_so_far
     # every network took the same optimizer steps (a skipped step differs by ~lr = 2e-4)
     for (name, p), q in zip(eager.named_parameters(), compiled.parameters()):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-5, msg=name)
@@ -110,13 +116,25 @@ def test_compiled_odice_update_matches_eager():
 
 @pytest.mark.slow
 def test_compiled_td3bc_matches_eager_through_both_phases_without_falling_back():
-    """TD3's delayed actor: 12 compiled updates (both phases, Adam's first steps) stay compiled
-    (no recompile-limit fallback to eager) and agree with eager ones."""
+    """TD3's delayed actor: 12 compiled updates (both phases, Adam's first steps) agree with
+    eager ones, compile nothing new after the first 6, and never fall back to eager."""
     from torch._dynamo.utils import counters
     torch._dynamo.reset()
     counters.clear()
     check_compiled_matches_eager("compile", torch.device("cpu"), agent="td3bc", steps=12)
     assert not any("recompile limit" in k for k in counters["unimplemented"])
+
+
+@pytest.mark.slow
+def test_compiled_a2pr_stops_compiling_once_both_phases_are_seen():
+    """A2PR's delayed actor (its VAE draws random latents, so no eager comparison here)."""
+    (agent, buffer), _ = two_identical("a2pr", torch.device("cpu"))
+    step = update_step(agent, buffer, 64, "compile", 1)
+    for i in range(12):
+        step()
+        if i == 5:
+            compiled_so_far = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled_so_far
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

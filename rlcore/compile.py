@@ -59,9 +59,9 @@ def resolve_mode(mode: str, device: torch.device, steps: int, online: bool = Fal
 
 
 def resolve_updates_per_call(value, mode: str, cycle: int, intervals: list[int]) -> int:
-    """K updates per call. `auto`: 1 unless captured, then the largest of 20, 16, 10, 8, 5, 4, 2, 1 that
-    is a multiple of the agent's update cycle and divides every interval (steps left, logging,
-    evaluation, checkpoints), so those fall between calls."""
+    """K updates per call. `auto`: 1 unless captured, then the largest of AUTO_UPDATES_PER_CALL
+    that is a multiple of the agent's update cycle and divides every interval (steps left, the
+    start, logging, evaluation, checkpoints), so that those fall between calls."""
     if value in (None, "auto"):
         if mode != "cudagraphs":
             return 1
@@ -101,7 +101,8 @@ def compiled_update(agent, mode: str) -> Callable:
     return torch.compile(agent.update)
 
 
-def update_step(agent, buffer, batch_size: int, mode: str, updates_per_call: int = 1) -> Callable[[], dict]:
+def update_step(agent, buffer, batch_size: int, mode: str,
+                updates_per_call: int = 1) -> Callable[[], dict]:
     """A call that samples and takes `updates_per_call` updates and returns their metrics
     (each metric averaged over the updates that produced it)."""
     update = compiled_update(agent, mode)

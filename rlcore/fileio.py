@@ -10,12 +10,16 @@ from typing import Callable, Iterator
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call `write(tmp_path)`, fsync, then rename over `path` (same folder, atomic on POSIX)."""
+    """Call `write(tmp_path)`, fsync, then rename over `path` (same folder, atomic on POSIX).
+    The file gets the permissions a plain open() would give it (mkstemp's are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())

@@ -161,3 +161,16 @@ def test_hopper_default_dataset_is_made_from_the_shipped_medium_policy():
     random = load_dataset("hopper-random", transitions=4000, seed=0, progress=False)
     assert len(medium) == 4000 and medium.metadata["ref_max_score"] == 3234.3
     assert medium.episode_returns().mean() > 5 * random.episode_returns().mean()
+
+
+def test_atomic_writes_leave_no_temp_file_and_ordinary_permissions(tmp_path):
+    import os
+    from rlcore.fileio import atomic_write_text
+    umask = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "summary.json", "{}")
+    finally:
+        os.umask(umask)
+    assert path.read_text() == "{}"
+    assert oct(path.stat().st_mode & 0o777) == oct(0o644)      # not mkstemp's owner-only 0600
+    assert [p.name for p in tmp_path.iterdir()] == ["summary.json"]

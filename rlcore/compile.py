@@ -157,7 +157,7 @@ class CapturedUpdates:
         if not hasattr(graph, "register_generator_state"):
             raise ConfigError(f"trainer.compile=cudagraphs samples with the buffer's own generator, "
                               f"which this torch ({torch.__version__}) cannot capture; use "
-                              "trainer.compile=compile, or torch >= 2.5")
+                              "trainer.compile=compile, or a newer torch")
         graph.register_generator_state(self.buffer.generator)
         torch.cuda.synchronize()
         with torch.cuda.graph(graph):

@@ -31,7 +31,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from rlcore.agent import Agent, DelayedActorUpdates, Spec, apply_gradients, seed_mean
-from rlcore.nets import MLP, DeterministicPolicy, polyak_update
+from rlcore.nets import MLP, DeterministicPolicy
 from rlcore.objectives import smoothed_target_action
 from rlcore.registry import register_agent
 
@@ -108,11 +108,7 @@ class A2PR(DelayedActorUpdates, Agent):
         metrics = {"critic_loss": critic_loss.detach(), "value_loss": value_loss.detach(),
                    "vae_loss": vae_loss.detach(), "good_fraction": seed_mean(good)}
         # 4. actor
-        if self.actor_turn():
-            actor_metrics = self.update_actor(s, a, v, q_data)   # see DelayedActorUpdates
-            metrics.update(actor_metrics)
-            polyak_update(self.target_critic, self.critic, cfg.tau)
-            polyak_update(self.target_actor, self.actor, cfg.tau)
+        self.delayed_actor_step(metrics, s, a, v, q_data)
         return metrics
 
     def bc_target(self, a, a_gen, v, q_data, q_gen) -> tuple[torch.Tensor, torch.Tensor]:

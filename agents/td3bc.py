@@ -18,7 +18,7 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, DelayedActorUpdates, Spec, apply_gradients, seed_mean
-from rlcore.nets import MLP, DeterministicPolicy, polyak_update
+from rlcore.nets import MLP, DeterministicPolicy
 from rlcore.objectives import smoothed_target_action
 from rlcore.registry import register_agent
 
@@ -50,11 +50,7 @@ class TD3BC(DelayedActorUpdates, Agent):
         params = list(self.critic.parameters())
         apply_gradients(params, torch.autograd.grad(critic_loss.sum(), params), self.critic_opt)
         metrics = {"critic_loss": critic_loss.detach()}
-        if self.actor_turn():
-            actor_metrics = self.update_actor(s, a)   # not metrics.update(...): see DelayedActorUpdates
-            metrics.update(actor_metrics)
-            polyak_update(self.target_critic, self.critic, cfg.tau)
-            polyak_update(self.target_actor, self.actor, cfg.tau)
+        self.delayed_actor_step(metrics, s, a)
         return metrics
 
     def update_actor(self, s, a) -> dict[str, torch.Tensor]:

@@ -26,6 +26,7 @@ from tensordict import TensorDict
 from torch import nn
 
 from rlcore.buffer import Buffer
+from rlcore.nets import polyak_update
 from rlcore.preprocess import ObsNormalizer
 
 
@@ -84,13 +85,14 @@ class Agent(nn.Module):
 
 
 class DelayedActorUpdates:
-    """TD3's delayed policy updates (every `cfg.policy_freq` critic updates). The phase is a
-    Python int that cycles through policy_freq values and travels with checkpoints: under
-    torch.compile that is policy_freq cached graphs, where a growing counter would recompile
-    at every step. Call the actor update on its own line (`m = self.update_actor(...)`, then
-    `metrics.update(m)`): Dynamo splits the update at each optimizer step, and a bound method
-    of a per-call object left on the stack there (`metrics.update`) is guarded by identity,
-    so the rest of the update would recompile at every call until Dynamo gives up."""
+    """TD3's delayed policy updates: every `cfg.policy_freq` critic updates, `update_actor`
+    and then Polyak averaging of both targets (`delayed_actor_step`). The phase is a Python int
+    that cycles through policy_freq values and travels with checkpoints: under torch.compile
+    that is policy_freq cached graphs, where a growing counter would recompile at every step.
+    `delayed_actor_step` calls `update_actor` on a line of its own: Dynamo splits the update at
+    each optimizer step, and a bound method of a per-call object left on the stack there (as in
+    `metrics.update(self.update_actor(...))`) is guarded by identity, so the rest of the update
+    would recompile at every call until Dynamo gives up."""
 
     phase = 0
 
@@ -101,6 +103,16 @@ class DelayedActorUpdates:
     def actor_turn(self) -> bool:
         self.phase = (self.phase + 1) % self.cfg.policy_freq
         return self.phase == 0
+
+    def delayed_actor_step(self, metrics: dict, *actor_inputs) -> None:
+        """On the actor's turn: `update_actor(*actor_inputs)` (its metrics into `metrics`), then
+        target critic and target actor move toward theirs by `cfg.tau`."""
+        if not self.actor_turn():
+            return
+        actor_metrics = self.update_actor(*actor_inputs)
+        metrics.update(actor_metrics)
+        polyak_update(self.target_critic, self.critic, self.cfg.tau)
+        polyak_update(self.target_actor, self.actor, self.cfg.tau)
 
     def get_extra_state(self):
         return {"phase": self.phase}

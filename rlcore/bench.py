@@ -28,6 +28,7 @@ from rlcore.agent import Spec
 from rlcore.buffer import KEYS, Buffer
 from rlcore.compile import resolve_mode, update_step
 from rlcore.config import load_config, resolve_device
+from rlcore.data import from_arrays
 from rlcore.fileio import atomic_write_text
 from rlcore.registry import AGENTS
 from rlcore.trainer import build_agent
@@ -120,9 +121,8 @@ def bench_agent(cfg) -> dict:
     env.close()
     arrays = synthetic_arrays(b.transitions, obs_dim, action_dim)
     spec = Spec(obs_dim, action_dim)
-    buffer = Buffer(obs_dim, action_dim, b.transitions, device)
-    buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
-    buffer.subsets["expert"] = torch.arange(b.transitions * 9 // 10, b.transitions, device=device)
+    expert = np.arange(b.transitions * 9 // 10, b.transitions)       # for imitation agents
+    buffer = Buffer.from_dataset(from_arrays("synthetic", arrays), device, subsets={"expert": expert})
     loops = [("reference (numpy sampling, .item() per step)", None, 1)]
     modes = bench_modes(b.modes, device)
     loops += [(f"rlcore {LABELS.get(m, m).format(k=b.updates_per_call)}", m, 1) for m in modes]

@@ -190,7 +190,10 @@ def restore_state(state: dict, setup: Setup) -> tuple[int, list]:
     torch.set_rng_state(state["torch_rng"].cpu())
     if setup.device.type == "cuda" and state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), setup.device)
-    return state["step"], state["evals"]
+    evals = state["evals"]
+    if evals and isinstance(evals[0], dict):  # written before seeds=K: one seed's history
+        evals = [evals]
+    return state["step"], evals
 
 
 def save_policy_snapshot(run_dir: Path, step: int, agent: Agent, result: dict) -> None:

@@ -91,10 +91,14 @@ def test_online_training_collects_snapshots_and_resumes_with_its_buffer(tmp_path
         ["step_000000100.pt", "step_000000200.pt"]
     state = load_checkpoint(latest_checkpoint(run))
     assert len(state["buffer"]["rewards"]) == 200
+    # checkpoints written before seeds=K kept one seed's evaluations as a flat list
+    state["evals"] = state["evals"][0]
+    torch.save(state, latest_checkpoint(run))
     # continue the run for 50 more steps: the buffer comes back with it
     assert main(["train", f"resume={run}", "trainer.steps=250"]) == 0
     state = load_checkpoint(latest_checkpoint(run))
     assert state["step"] == 250 and len(state["buffer"]["rewards"]) == 250
+    assert [e["step"] for e in state["evals"][0]] == [100, 200, 250]
 
 
 def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, monkeypatch):

@@ -56,6 +56,9 @@ def cmd_train(args) -> int:
             raise UserError(f"resume={run_dir}: no config.yaml there; give a run folder "
                             "made by `rlcore train`")
         cfg = OmegaConf.load(run_dir / "config.yaml")
+        defaults = load_config()   # a run made by an older rlcore lacks newer settings' keys
+        for section in ("trainer", "data", "logger", "bench"):
+            cfg[section] = OmegaConf.merge(defaults[section], cfg.get(section) or {})
         cfg = apply_overrides(cfg, [o for o in args.overrides if not o.startswith("resume=")])
         cfg.resume = str(run_dir)
         jobs = [cfg]

@@ -91,9 +91,13 @@ def test_online_training_collects_snapshots_and_resumes_with_its_buffer(tmp_path
         ["step_000000100.pt", "step_000000200.pt"]
     state = load_checkpoint(latest_checkpoint(run))
     assert len(state["buffer"]["rewards"]) == 200
-    # checkpoints written before seeds=K kept one seed's evaluations as a flat list
+    # a run made before seeds=K: its checkpoint kept one seed's evaluations as a flat list,
+    # and its config lacked the settings added since
     state["evals"] = state["evals"][0]
     torch.save(state, latest_checkpoint(run))
+    config = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(config.replace("  compile: auto\n", ""))
+    assert "compile" not in (run / "config.yaml").read_text()
     # continue the run for 50 more steps: the buffer comes back with it
     assert main(["train", f"resume={run}", "trainer.steps=250"]) == 0
     state = load_checkpoint(latest_checkpoint(run))

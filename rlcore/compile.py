@@ -5,7 +5,9 @@
               ops of an RL update);
   cudagraphs  (CUDA) the compiled update and its batch sampling, `trainer.updates_per_call`
               of them in a row, captured once as one CUDA graph and replayed: one launch per
-              K updates, no Python, no per-kernel launch cost.
+              K updates, no Python, no per-kernel launch cost. An online agent's buffer grows
+              every step, so its sampling stays outside: the graph holds the update alone, and
+              each step's batch is copied into the graph's input before the replay.
 
 O-DICE-style updates take several gradients with torch.autograd.grad inside one step;
 Dynamo traces those only with `trace_autograd_ops` on (torch >= 2.13), which this sets when the
@@ -13,8 +15,8 @@ running torch has it. On an older torch the update compiles in pieces split at e
 autograd.grad; the CUDA graph captures across those splits all the same (it records kernels,
 not Python), so `cudagraphs` loses nothing there.
 
-`auto` picks cudagraphs on CUDA for offline agents (compile for online ones, whose buffer grows
-every step), and on CPU compile when the run is long enough (>= 20,000 updates) to repay the
+`auto` picks cudagraphs on CUDA for offline agents (compile for online ones: their captured
+update has not been measured on a GPU yet), and on CPU compile when the run is long enough (>= 20,000 updates) to repay the
 compilation and a C++ compiler is there (inductor builds CPU kernels with it).
 """
 from __future__ import annotations
@@ -25,6 +27,7 @@ import shutil
 from typing import Callable
 
 import torch
+from tensordict import TensorDict
 
 from rlcore.errors import ConfigError
 
@@ -49,9 +52,6 @@ def resolve_mode(mode: str, device: torch.device, steps: int, online: bool = Fal
     if mode == "cudagraphs" and device.type != "cuda":
         raise ConfigError(f"trainer.compile=cudagraphs needs a CUDA device (device={device}); "
                           "use trainer.compile=compile or eager")
-    if mode == "cudagraphs" and online:
-        raise ConfigError("trainer.compile=cudagraphs replays updates on a fixed buffer; an online "
-                          "agent adds to its buffer every step: use trainer.compile=compile or eager")
     if mode == "compile" and device.type == "cpu" and not has_compiler:
         raise ConfigError("trainer.compile=compile on CPU needs a C++ compiler (g++ or clang++) "
                           "for torch.compile's kernels; install one or use trainer.compile=eager")
@@ -101,6 +101,13 @@ def compiled_update(agent, mode: str) -> Callable:
     return torch.compile(agent.update)
 
 
+def batch_update(agent, mode: str) -> Callable[[TensorDict], dict]:
+    """`update(batch)` for a batch sampled outside (an online agent's growing buffer); under
+    cudagraphs the update alone is captured and each batch copied into the graph's input."""
+    update = compiled_update(agent, mode)
+    return CapturedUpdates(update, agent) if mode == "cudagraphs" else update
+
+
 def update_step(agent, buffer, batch_size: int, mode: str,
                 updates_per_call: int = 1) -> Callable[[], dict]:
     """A call that samples and takes `updates_per_call` updates and returns their metrics
@@ -116,7 +123,9 @@ def update_step(agent, buffer, batch_size: int, mode: str,
             return {key: values[0] for key, values in produced.items()}
         return {key: torch.stack(values).float().mean(0) for key, values in produced.items()}
 
-    return CapturedUpdates(run_updates, agent, buffer) if mode == "cudagraphs" else run_updates
+    if mode == "cudagraphs":
+        return CapturedUpdates(run_updates, agent, generator=buffer.generator)
+    return run_updates
 
 
 class CapturedUpdates:
@@ -126,17 +135,19 @@ class CapturedUpdates:
     Every call, the recording one included, takes the same updates an eager call would take.
 
     What a replay cannot see is fixed at capture: Python-side state must come back to where it
-    was after one call (hence whole update cycles per call), the buffer must not grow, and
-    the optimizers' tensors must not be replaced afterwards (a checkpoint loads before the
-    first call). Adam runs fused and `capturable` (one kernel, its step count on the device).
-    Random draws replay fresh: the default CUDA generator and the buffer's own (registered with
-    the graph) advance their offsets per replay, as eager draws would."""
+    was after one call (hence whole update cycles per call), a buffer sampled inside the graph
+    must not grow, and the optimizers' tensors must not be replaced afterwards (a checkpoint
+    loads before the first call). Adam runs fused and `capturable` (one kernel, its step count
+    on the device). Random draws replay fresh: the default CUDA generator and `generator` (the
+    buffer's, registered with the graph) advance their offsets per replay, as eager draws would.
+    Tensor(Dict) inputs (an online agent's batch) are copied into the graph's own before each
+    replay."""
 
-    def __init__(self, run_updates: Callable[[], dict], agent, buffer):
-        self.run_updates, self.agent, self.buffer = run_updates, agent, buffer
-        self.calls, self.graph, self.outputs = 0, None, None
+    def __init__(self, run_updates: Callable[..., dict], agent, generator=None):
+        self.run_updates, self.agent, self.generator = run_updates, agent, generator
+        self.calls, self.graph, self.inputs, self.outputs = 0, None, (), None
 
-    def __call__(self) -> dict[str, torch.Tensor]:
+    def __call__(self, *inputs) -> dict[str, torch.Tensor]:
         if self.graph is None and self.calls < CAPTURE_WARMUP_CALLS:
             self.calls += 1
             if self.calls == 1:
@@ -144,24 +155,29 @@ class CapturedUpdates:
             side = torch.cuda.Stream()
             side.wait_stream(torch.cuda.current_stream())
             with torch.cuda.stream(side):
-                metrics = self.run_updates()
+                metrics = self.run_updates(*inputs)
             torch.cuda.current_stream().wait_stream(side)
             return metrics
         if self.graph is None:
-            self.capture()
+            self.capture(inputs)
+        else:
+            for static, value in zip(self.inputs, inputs):
+                static.copy_(value)
         self.graph.replay()
         return {key: value.clone() for key, value in self.outputs.items()}
 
-    def capture(self) -> None:
+    def capture(self, inputs: tuple) -> None:
         graph = torch.cuda.CUDAGraph()
-        if not hasattr(graph, "register_generator_state"):
-            raise ConfigError(f"trainer.compile=cudagraphs samples with the buffer's own generator, "
-                              f"which this torch ({torch.__version__}) cannot capture; use "
-                              "trainer.compile=compile, or a newer torch")
-        graph.register_generator_state(self.buffer.generator)
+        if self.generator is not None:
+            if not hasattr(graph, "register_generator_state"):
+                raise ConfigError(f"trainer.compile=cudagraphs samples with the buffer's own "
+                                  f"generator, which this torch ({torch.__version__}) cannot "
+                                  "capture; use trainer.compile=compile, or a newer torch")
+            graph.register_generator_state(self.generator)
+        self.inputs = tuple(value.clone() for value in inputs)
         torch.cuda.synchronize()
         with torch.cuda.graph(graph):
-            self.outputs = self.run_updates()
+            self.outputs = self.run_updates(*self.inputs)
         self.graph = graph      # recording ran nothing: __call__'s replay takes this call's updates
 
 

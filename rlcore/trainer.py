@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from rlcore.agent import Agent, Spec
 from rlcore.buffer import Buffer
 from rlcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rlcore.compile import compiled_update, resolve_mode, resolve_updates_per_call, update_step
+from rlcore.compile import batch_update, resolve_mode, resolve_updates_per_call, update_step
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
@@ -231,7 +231,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
         if t.get("updates_per_call") not in (None, "auto", 1):
             raise ConfigError(f"trainer.updates_per_call={t.updates_per_call}: an online agent "
                               "takes one update per environment step; leave it at auto")
-        step_fn = OnlineCollector(setup, compiled_update(agent, mode))
+        step_fn = OnlineCollector(setup, batch_update(agent, mode))
     else:
         per_call = resolve_updates_per_call(
             t.get("updates_per_call"), mode, agent.update_cycle,

@@ -5,8 +5,8 @@ import torch
 from rlcore.agent import Spec
 from rlcore.bench import synthetic_arrays
 from rlcore.buffer import Buffer
-from rlcore.compile import (CapturedUpdates, compiled_update, make_capturable, resolve_mode,
-                             resolve_updates_per_call, update_step)
+from rlcore.compile import (CapturedUpdates, batch_update, compiled_update, make_capturable,
+                             resolve_mode, resolve_updates_per_call, update_step)
 from rlcore.config import load_config
 from rlcore.errors import ConfigError
 from rlcore.trainer import build_agent
@@ -19,8 +19,7 @@ def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
     assert resolve_mode("auto", cpu, 1_000_000) == "compile"
     assert resolve_mode("auto", cuda, 1000) == "cudagraphs"
     assert resolve_mode("auto", cuda, 1000, online=True) == "compile"
-    with pytest.raises(ConfigError, match="online agent adds to its buffer"):
-        resolve_mode("cudagraphs", cuda, 10, online=True)
+    assert resolve_mode("cudagraphs", cuda, 10, online=True) == "cudagraphs"   # asked for
     assert resolve_mode("eager", cuda, 10**6) == "eager"
     with pytest.raises(ConfigError, match="valid: auto, eager, compile, cudagraphs"):
         resolve_mode("turbo", cpu, 10)
@@ -35,7 +34,8 @@ def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
 SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
          "td3bc": ["agent.hidden=[64,64]", "agent.policy_noise=0"],  # compiled RNG streams differ
          "a2pr": ["agent.actor_hidden=[64,64]", "agent.critic_hidden=[64,64]",
-                  "agent.vae_hidden=[64,64]"]}
+                  "agent.vae_hidden=[64,64]"],
+         "sac": ["agent.hidden=[64,64]"]}
 
 
 def test_updates_per_call_fits_the_agent_cycle_and_the_trainer_intervals():
@@ -164,7 +164,8 @@ def test_captured_updates_replay_exactly_what_eager_updates_compute(agent):
     (eager, buffer_e), (captured, buffer_c) = two_identical(agent, torch.device("cuda"), seeds=4)
     make_capturable(eager)                     # the same fused Adam on both sides
     one = update_step(eager, buffer_e, 128, "eager", 1)
-    graphed = CapturedUpdates(update_step(captured, buffer_c, 128, "eager", 2), captured, buffer_c)
+    graphed = CapturedUpdates(update_step(captured, buffer_c, 128, "eager", 2), captured,
+                              generator=buffer_c.generator)
     compare_calls(one, graphed, 5, rtol=1e-5, atol=1e-6)   # 2 warm-up, 1 capture, 2 replays
     assert graphed.graph is not None
     for (name, p), q in zip(eager.named_parameters(), captured.parameters()):
@@ -183,3 +184,25 @@ def test_cudagraphs_mode_captures_the_compiled_update(agent):
     assert graphed.graph is not None
     for (name, p), q in zip(eager.named_parameters(), captured.parameters()):
         torch.testing.assert_close(q, p, rtol=0, atol=1e-5, msg=name)
+
+
+@needs_cuda
+def test_captured_online_update_copies_each_batch_in_and_matches_eager():
+    """SAC (online, its buffer grows): the update alone is captured; each call's batch, drawn
+    outside, is copied into the graph's input. Reseeding before each call gives both sides
+    the same action noise, so the replays must take the eager steps."""
+    (eager, buffer), (captured, _) = two_identical("sac", torch.device("cuda"))
+    make_capturable(eager)
+    graphed = batch_update(captured, "cudagraphs")
+    for call in range(5):                      # 2 warm-up, 1 capture, 2 replays
+        batch = eager.sample(buffer, 128)
+        torch.cuda.manual_seed(call)
+        expected = eager.update(batch)
+        torch.cuda.manual_seed(call)
+        got = graphed(batch)
+        for key, value in expected.items():
+            torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6,
+                                       msg=lambda m, c=call, k=key: f"call {c}, {k}: {m}")
+    assert graphed.graph is not None
+    for (name, p), q in zip(eager.named_parameters(), captured.parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)

@@ -1,6 +1,7 @@
 """SAC's pieces against their formulas, a learning check, and the online training loop."""
 import math
 
+import pytest
 import torch
 from tensordict import TensorDict
 
@@ -147,3 +148,12 @@ def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, m
     assert len(a) == 1000 and a.timeouts[499] | a.terminals[499]   # halves end cleanly
     torch.testing.assert_close(torch.as_tensor(a.actions), torch.as_tensor(b.actions))
     assert torch.as_tensor(a.actions).abs().max() < 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_online_training_runs_with_its_update_captured(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", *TINY, "device=cuda", "trainer.compile=cudagraphs", "trainer.steps=300",
+                 "trainer.eval_every=300", f"run_dir={run}"]) == 0
+    losses = [r["critic_loss"] for r in read_metrics(run) if "critic_loss" in r]
+    assert len(losses) >= 4 and all(math.isfinite(x) for x in losses)   # updates from step 100

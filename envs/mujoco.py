@@ -38,6 +38,12 @@ class Recipe:
     description: str
     behaviour: Callable[[int], Behaviour]  # seed -> behaviour
     gym_kwargs: dict = field(default_factory=dict)
+    policies: tuple = ()                    # names of the shipped policy files it rolls out
+
+    @property
+    def shipped(self) -> tuple:
+        """The policy files this recipe reads: their fingerprint is part of the cache id."""
+        return tuple(POLICY_DIR / name for name in self.policies)
 
     def make(self, transitions: int, seed: int, progress: bool = True) -> OfflineDataset:
         return collect(self.name, self.gym_id, self.behaviour(seed), transitions, seed,
@@ -56,6 +62,10 @@ class Concatenation:
     @property
     def gym_kwargs(self) -> dict:
         return self.parts[0].gym_kwargs
+
+    @property
+    def shipped(self) -> tuple:
+        return tuple(path for part in self.parts for path in part.shipped)
 
     def make(self, transitions: int, seed: int, progress: bool = True) -> OfflineDataset:
         sizes = [transitions // len(self.parts)] * len(self.parts)
@@ -129,8 +139,12 @@ class ReplaySchedule:
     env: str
     gym_kwargs: dict = field(default_factory=dict)
 
+    @property
+    def shipped(self) -> tuple:
+        return (POLICY_DIR / f"{self.env}-medium-replay.pt",)
+
     def make(self, transitions: int, seed: int, progress: bool = True) -> OfflineDataset:
-        path = POLICY_DIR / f"{self.env}-medium-replay.pt"
+        path, = self.shipped
         if not path.exists():
             raise DatasetError(f"no medium-replay schedule for {self.env} is shipped yet ({path} is "
                                f"missing); rlcore data export-policy <sac run dir> --quality medium "
@@ -177,16 +191,16 @@ TASKS = {"hopper": ("Hopper-v5", 11, 3, {}), "walker2d": ("Walker2d-v5", 17, 6, 
 
 
 def _register(env: str, gym_id: str, obs_dim: int, action_dim: int, kwargs: dict) -> None:
-    def recipe(quality: str, description: str, behaviour) -> Recipe:
+    def recipe(quality: str, description: str, behaviour, policies: tuple = ()) -> Recipe:
         return register_dataset(f"{env}-{quality}")(
-            Recipe(f"{env}-{quality}", gym_id, description, behaviour, kwargs))
+            Recipe(f"{env}-{quality}", gym_id, description, behaviour, kwargs, policies))
 
     recipe("random", "untrained SAC actor (random init), sampled",
            lambda seed: untrained_actor(obs_dim, action_dim, seed))
     medium = recipe("medium", "SAC snapshot at about 1/3 of the expert's return, sampled",
-                    lambda seed: shipped_actor(env, "medium"))
+                    lambda seed: shipped_actor(env, "medium"), (f"{env}-medium.pt",))
     expert = recipe("expert", "fully trained SAC policy, sampled",
-                    lambda seed: shipped_actor(env, "expert"))
+                    lambda seed: shipped_actor(env, "expert"), (f"{env}-expert.pt",))
     register_dataset(f"{env}-medium-replay")(ReplaySchedule(
         f"{env}-medium-replay", gym_id, "SAC's buffer up to the medium snapshot, re-rolled by its "
         "policies", env, kwargs))

@@ -9,6 +9,7 @@ Two processes making the same cache entry wait on one lock; files appear atomica
 """
 from __future__ import annotations
 
+import hashlib
 import os
 from pathlib import Path
 
@@ -26,9 +27,23 @@ def data_dir(configured: str | None = None) -> Path:
 
 
 def generated_id(name: str, transitions: int, seed: int) -> str:
-    """Minari id of a generated dataset: hopper-pd-noisy -> rlcore/hopper/pd-noisy-n200000-s0-v0."""
+    """Minari id of a generated dataset: hopper-pd-noisy -> rlcore/hopper/pd-noisy-n200000-s0-v0.
+
+    A recipe that rolls out shipped policies adds their fingerprint (hopper-medium ->
+    rlcore/hopper/medium-p1a2b3c4d-n...), so re-exported policies never reuse stale data."""
     env, rest = name.split("-", 1)
-    return f"rlcore/{env}/{rest}-n{transitions}-s{seed}-v0"
+    tag = files_fingerprint(getattr(DATASETS.get(name), "shipped", ()))
+    return f"rlcore/{env}/{rest}{tag}-n{transitions}-s{seed}-v0"
+
+
+def files_fingerprint(paths) -> str:
+    """'-p' and 8 hex digits of the files' SHA-256 ('' when none of them exists)."""
+    digest, found = hashlib.sha256(), False
+    for path in paths:
+        if Path(path).exists():
+            digest.update(Path(path).read_bytes())
+            found = True
+    return f"-p{digest.hexdigest()[:8]}" if found else ""
 
 
 def looks_like_path(name: str) -> bool:

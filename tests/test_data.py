@@ -163,6 +163,29 @@ def test_hopper_default_dataset_is_made_from_the_shipped_medium_policy():
     assert medium.episode_returns().mean() > 5 * random.episode_returns().mean()
 
 
+def test_a_re_exported_policy_never_reuses_the_data_of_the_old_one(tmp_path, monkeypatch):
+    """The cache id of a dataset rolled out from shipped policies carries their fingerprint."""
+    import shutil
+    import rlcore.envs.mujoco as recipes
+    from rlcore.datasets import generated_id, locate
+    policies = tmp_path / "policies"
+    shutil.copytree(recipes.POLICY_DIR, policies)
+    monkeypatch.setattr(recipes, "POLICY_DIR", policies)
+    names = ("hopper-medium", "hopper-medium-expert", "hopper-medium-replay", "hopper-random")
+    old = {name: generated_id(name, 4000, 0) for name in names}
+    assert len(load_dataset("hopper-medium", transitions=4000, seed=0, progress=False)) == 4000
+    assert locate("hopper-medium", 4000, 0)[1].exists()
+    shutil.copy(policies / "halfcheetah-medium.pt", policies / "hopper-medium.pt")   # re-exported
+    new = {name: generated_id(name, 4000, 0) for name in names}
+    assert new["hopper-medium"].startswith("rlcore/hopper/medium-p")
+    assert new["hopper-medium"].endswith("-n4000-s0-v0")
+    assert new["hopper-medium"] != old["hopper-medium"]
+    assert new["hopper-medium-expert"] != old["hopper-medium-expert"]   # half of it is medium
+    assert new["hopper-medium-replay"] == old["hopper-medium-replay"]   # its own file, unchanged
+    assert new["hopper-random"] == old["hopper-random"] == "rlcore/hopper/random-n4000-s0-v0"
+    assert not locate("hopper-medium", 4000, 0)[1].exists()     # made afresh, not the old cache
+
+
 def test_atomic_writes_leave_no_temp_file_and_ordinary_permissions(tmp_path):
     import os
     from rlcore.fileio import atomic_write_text

@@ -1,10 +1,11 @@
 """Behaviour policies for generated datasets, picked from an online run's snapshots.
 
-D4RL's recipe: `expert` is the fully trained policy, `medium` a policy stopped at about a
-third of the expert's return. Both are picked from the snapshots an online run saves at every
-evaluation (`<run dir>/policies/step_*.pt`), by their evaluation returns. A run too short to
-reach expert level can still give a medium policy: `target_return` picks the snapshot nearest
-a given return (e.g. a third of D4RL's expert reference return, `rlcore.scores`).
+D4RL's recipe: `expert` is the fully trained policy, `medium` the same training early-stopped
+at about a third of the expert's return. Both are picked from the snapshots an online run saves
+at every evaluation (`<run dir>/policies/step_*.pt`), by their evaluation returns: expert the
+best, medium the first that reaches the target (the nearest, if none does). A run too short to
+reach expert level can still give a medium policy: `target_return` sets the target (e.g. a
+third of D4RL's expert reference return, `rlcore.scores`).
 """
 from __future__ import annotations
 
@@ -21,8 +22,8 @@ QUALITIES = ("medium", "expert")
 
 def select_snapshot(run_dir: Path, quality: str,
                     target_return: float | None = None) -> tuple[Path, dict, float]:
-    """(path, snapshot, best return): the best snapshot (expert), or the one nearest
-    `target_return` (default: best / 3) for medium."""
+    """(path, snapshot, best return): the best snapshot (expert), or for medium the first to
+    reach `target_return` (default: best / 3), where training would have been early-stopped."""
     if quality not in QUALITIES:
         raise UserError(f"quality {quality!r}; valid: {', '.join(QUALITIES)}")
     paths = sorted((run_dir / "policies").glob("step_*.pt"))
@@ -33,7 +34,9 @@ def select_snapshot(run_dir: Path, quality: str,
     expert_return = max(s["eval"]["return_mean"] for _, s in snapshots)
     target = expert_return if quality == "expert" else (
         expert_return / 3 if target_return is None else target_return)
-    path, snapshot = min(snapshots, key=lambda ps: abs(ps[1]["eval"]["return_mean"] - target))
+    reached = [ps for ps in snapshots if ps[1]["eval"]["return_mean"] >= target]
+    path, snapshot = reached[0] if reached else min(
+        snapshots, key=lambda ps: abs(ps[1]["eval"]["return_mean"] - target))
     return path, snapshot, expert_return
 
 

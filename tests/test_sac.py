@@ -120,13 +120,15 @@ def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, m
     medium = torch.load(out / "hopper-medium.pt", weights_only=False)
     returns = [r["return_mean"] for r in read_metrics(run) if r["kind"] == "eval"]
     assert expert["eval"]["return_mean"] == max(returns) == expert["expert_return"]
-    nearest = min(returns, key=lambda r: abs(r - max(returns) / 3))
-    assert medium["eval"]["return_mean"] == nearest
-    # a run short of expert level: the medium snapshot nearest a given return instead
-    assert main(["data", "export-policy", str(run), "--quality", "medium", "--target-return",
-                 str(min(returns)), "--out", str(tmp_path / "by-target")]) == 0
-    by_target = torch.load(tmp_path / "by-target" / "hopper-medium.pt", weights_only=False)
-    assert by_target["eval"]["return_mean"] == min(returns)
+    # medium: training early-stopped, i.e. the first snapshot to reach a third of the best
+    first = next(r for r in returns if r >= max(returns) / 3)
+    assert medium["eval"]["return_mean"] == first
+    # a run short of expert level: a given target return instead; none reaches it: the nearest
+    for target, expected in ((min(returns), returns[0]), (max(returns) + 1, max(returns))):
+        assert main(["data", "export-policy", str(run), "--quality", "medium", "--target-return",
+                     str(target), "--out", str(tmp_path / "by-target")]) == 0
+        by_target = torch.load(tmp_path / "by-target" / "hopper-medium.pt", weights_only=False)
+        assert by_target["eval"]["return_mean"] == expected
 
     monkeypatch.setattr(recipes, "POLICY_DIR", out)
     # medium-replay: the random phase (start_steps=100 uniform actions), then the policies that
@@ -157,3 +159,16 @@ def test_online_training_runs_with_its_update_captured(tmp_path):
                  "trainer.eval_every=300", f"run_dir={run}"]) == 0
     losses = [r["critic_loss"] for r in read_metrics(run) if "critic_loss" in r]
     assert len(losses) >= 4 and all(math.isfinite(x) for x in losses)   # updates from step 100
+
+
+def test_medium_is_where_training_would_have_been_early_stopped(tmp_path):
+    """D4RL's medium: the first snapshot to reach the target, not a later one nearer to it."""
+    from rlcore.policies import select_snapshot
+    (tmp_path / "policies").mkdir()
+    for step, ret in {1000: 10.0, 2000: 31.0, 3000: 90.0, 4000: 30.5}.items():
+        torch.save({"step": step, "eval": {"return_mean": ret}},
+                   tmp_path / "policies" / f"step_{step:09d}.pt")
+    assert select_snapshot(tmp_path, "medium")[1]["step"] == 2000           # 90 / 3 = 30
+    assert select_snapshot(tmp_path, "medium", target_return=95.0)[1]["step"] == 3000  # nearest
+    path, snapshot, best = select_snapshot(tmp_path, "expert")
+    assert snapshot["step"] == 3000 and best == 90.0

@@ -5,9 +5,9 @@ from typing import Protocol
 
 import gymnasium as gym
 import numpy as np
-from tqdm.auto import tqdm
 
 from rlcore.data import OfflineDataset, from_arrays
+from rlcore.logger import progress_bar
 
 
 class Behaviour(Protocol):
@@ -37,7 +37,7 @@ def collect(name: str, gym_id: str, behaviour: Behaviour, transitions: int, seed
     behaviour.start_episodes(np.arange(num_envs), rng)
     open_eps = [dict(o=[], a=[], r=[], n=[], d=[], t=[]) for _ in range(num_envs)]
     done_eps, total = [], 0
-    bar = tqdm(total=transitions, desc=f"making {name}", unit="step", disable=not progress)
+    bar = progress_bar(total=transitions, desc=f"making {name}", unit="step", disable=not progress)
     while total < transitions:
         actions = np.asarray(behaviour(obs, rng), dtype=np.float32)
         next_obs, rewards, terminated, truncated, info = env.step(actions)

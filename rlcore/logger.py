@@ -3,12 +3,19 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
 from rlcore.errors import UserError
 from rlcore.fileio import atomic_write_text
+
+
+def progress_bar(**kwargs):
+    """tqdm, redrawn at most every 30 s when stderr is a file or pipe (a log, not a flood)."""
+    from tqdm.auto import tqdm
+    return tqdm(dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30, **kwargs)
 
 METRICS_FILE = "metrics.jsonl"
 

@@ -17,10 +17,10 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from rlcore.data import DatasetError, OfflineDataset, from_arrays, load_hdf5
 from rlcore.fileio import atomic_write, file_lock
+from rlcore.logger import progress_bar
 
 D4RL_BASE_URL = "http://rail.eecs.berkeley.edu/datasets/offline_rl"
 D4RL_LOCOMOTION = re.compile(
@@ -54,7 +54,7 @@ def download(url: str, dest: Path, progress: bool = True, timeout: float = 60.0)
                     "(rlcore data list)") from None
             expected = int(response.headers.get("Content-Length") or -1)
             written = 0
-            with response, open(tmp, "wb") as out, tqdm(
+            with response, open(tmp, "wb") as out, progress_bar(
                     total=expected if expected > 0 else None, unit="B", unit_scale=True,
                     desc=f"downloading {dest.name}", disable=not progress) as bar:
                 while True:

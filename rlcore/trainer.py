@@ -19,7 +19,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
-from tqdm.auto import tqdm
 
 from rlcore.agent import Agent, Spec
 from rlcore.buffer import Buffer
@@ -32,7 +31,7 @@ from rlcore.errors import ConfigError
 from rlcore.evaluation import Evaluator
 from rlcore.imitation import imitation_data
 from rlcore.fileio import atomic_write, atomic_write_text
-from rlcore.logger import RunLogger, read_metrics, truncate_metrics
+from rlcore.logger import RunLogger, progress_bar, read_metrics, truncate_metrics
 from rlcore.plot import plot_run
 from rlcore.preprocess import transform_rewards
 from rlcore.registry import AGENTS
@@ -249,8 +248,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
     if mode != "eager":
         how = "torch.compile" + (f", {per_call} updates per CUDA graph" if mode == "cudagraphs" else "")
         print(f"{title}: compiling the update ({how}; the first steps wait for it)", file=sys.stderr)
-    bar = tqdm(total=t.steps, initial=start, desc=title, unit="upd", disable=not t.progress,
-               dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30)
+    bar = progress_bar(total=t.steps, initial=start, desc=title, unit="upd", disable=not t.progress)
     if evals[0]:
         bar.set_postfix(score=mean_score([e[-1] for e in evals]))
     sums: dict[str, torch.Tensor] = {}

@@ -15,7 +15,8 @@ from rlcore.fileio import atomic_write_text
 def progress_bar(**kwargs):
     """tqdm, redrawn at most every 30 s when stderr is a file or pipe (a log, not a flood)."""
     from tqdm.auto import tqdm
-    return tqdm(dynamic_ncols=True, mininterval=0.5 if sys.stderr.isatty() else 30, **kwargs)
+    seconds = 0.5 if sys.stderr.isatty() else 30
+    return tqdm(dynamic_ncols=True, mininterval=seconds, maxinterval=max(10, 2 * seconds), **kwargs)
 
 METRICS_FILE = "metrics.jsonl"
 

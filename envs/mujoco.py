@@ -2,7 +2,8 @@
 
 - `<env>-random`: an untrained policy (a randomly initialised SAC actor, sampled), as D4RL.
 - `<env>-medium` / `<env>-expert`: the shipped SAC behaviour policy (envs/policies/), sampled;
-  medium is the training snapshot nearest a third of the expert's return.
+  medium is the training snapshot where the run first reached a third of the expert's return
+  (D4RL early-stopped its medium runs there).
 - `<env>-medium-expert`: half medium, half expert, concatenated.
 - `<env>-medium-replay`: what the SAC replay buffer held when the medium snapshot was taken:
   uniform random actions for the run's random phase, then each training policy (one shipped
@@ -197,7 +198,7 @@ def _register(env: str, gym_id: str, obs_dim: int, action_dim: int, kwargs: dict
 
     recipe("random", "untrained SAC actor (random init), sampled",
            lambda seed: untrained_actor(obs_dim, action_dim, seed))
-    medium = recipe("medium", "SAC snapshot at about 1/3 of the expert's return, sampled",
+    medium = recipe("medium", "SAC snapshot where training first reached 1/3 of the expert's return, sampled",
                     lambda seed: shipped_actor(env, "medium"), (f"{env}-medium.pt",))
     expert = recipe("expert", "fully trained SAC policy, sampled",
                     lambda seed: shipped_actor(env, "expert"), (f"{env}-expert.pt",))

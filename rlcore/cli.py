@@ -100,15 +100,13 @@ def cmd_list(args) -> int:
 
 
 def print_datasets() -> None:
-    from rlcore.datasets import data_dir
+    from rlcore.datasets import cached_generated, data_dir
     from rlcore.registry import DATASETS
     from rlcore.sources import minari_root
     print(f"  generated here (stored as Minari datasets rlcore/<env>/..., in {minari_root()}):")
     for name in DATASETS.names():
         recipe = DATASETS.get(name)
-        env, rest = name.split("-", 1)
-        cached = sorted((minari_root() / "rlcore" / env).glob(f"{rest}-n*-s*-v0"))
-        cached = [p for p in cached if (p / "data").exists()]
+        cached = cached_generated(name)
         state = ", ".join(p.name for p in cached) if cached else "not made yet"
         print(f"    {name:<22} {recipe.gym_id:<15} {recipe.description}  [{state}]")
     print("  D4RL (downloaded on first use): <hopper|halfcheetah|walker2d|ant>-<random|medium|"

@@ -36,6 +36,13 @@ def generated_id(name: str, transitions: int, seed: int) -> str:
     return f"rlcore/{env}/{rest}{tag}-n{transitions}-s{seed}-v0"
 
 
+def cached_generated(name: str) -> list[Path]:
+    """The stored copies of a generated dataset (any size and seed) for today's shipped policies."""
+    stem = generated_id(name, 0, 0).removesuffix("-n0-s0-v0")
+    return sorted(p for p in (minari_root() / stem).parent.glob(f"{Path(stem).name}-n*-s*-v0")
+                  if (p / "data").exists())
+
+
 def files_fingerprint(paths) -> str:
     """'-p' and 8 hex digits of the files' SHA-256 ('' when none of them exists)."""
     digest, found = hashlib.sha256(), False

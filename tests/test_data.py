@@ -167,7 +167,7 @@ def test_a_re_exported_policy_never_reuses_the_data_of_the_old_one(tmp_path, mon
     """The cache id of a dataset rolled out from shipped policies carries their fingerprint."""
     import shutil
     import rlcore.envs.mujoco as recipes
-    from rlcore.datasets import generated_id, locate
+    from rlcore.datasets import cached_generated, generated_id, locate
     policies = tmp_path / "policies"
     shutil.copytree(recipes.POLICY_DIR, policies)
     monkeypatch.setattr(recipes, "POLICY_DIR", policies)
@@ -175,6 +175,7 @@ def test_a_re_exported_policy_never_reuses_the_data_of_the_old_one(tmp_path, mon
     old = {name: generated_id(name, 4000, 0) for name in names}
     assert len(load_dataset("hopper-medium", transitions=4000, seed=0, progress=False)) == 4000
     assert locate("hopper-medium", 4000, 0)[1].exists()
+    assert [p.name for p in cached_generated("hopper-medium")] == [old["hopper-medium"].split("/")[-1]]
     shutil.copy(policies / "halfcheetah-medium.pt", policies / "hopper-medium.pt")   # re-exported
     new = {name: generated_id(name, 4000, 0) for name in names}
     assert new["hopper-medium"].startswith("rlcore/hopper/medium-p")
@@ -184,6 +185,7 @@ def test_a_re_exported_policy_never_reuses_the_data_of_the_old_one(tmp_path, mon
     assert new["hopper-medium-replay"] == old["hopper-medium-replay"]   # its own file, unchanged
     assert new["hopper-random"] == old["hopper-random"] == "rlcore/hopper/random-n4000-s0-v0"
     assert not locate("hopper-medium", 4000, 0)[1].exists()     # made afresh, not the old cache
+    assert cached_generated("hopper-medium") == []              # `rlcore data list`: not made yet
 
 
 def test_atomic_writes_leave_no_temp_file_and_ordinary_permissions(tmp_path):

@@ -16,8 +16,9 @@ autograd.grad; the CUDA graph captures across those splits all the same (it reco
 not Python), so `cudagraphs` loses nothing there.
 
 `auto` picks cudagraphs on CUDA for offline agents (compile for online ones: their captured
-update has not been measured on a GPU yet), and on CPU compile when the run is long enough (>= 20,000 updates) to repay the
-compilation and a C++ compiler is there (inductor builds CPU kernels with it).
+update has not been measured on a GPU yet), and on CPU compile when the run is long enough
+(>= 20,000 updates) to repay the compilation and a C++ compiler is there (inductor builds CPU
+kernels with it).
 """
 from __future__ import annotations
 

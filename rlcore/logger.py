@@ -11,14 +11,14 @@ from omegaconf import DictConfig, OmegaConf
 from rlcore.errors import UserError
 from rlcore.fileio import atomic_write_text
 
+METRICS_FILE = "metrics.jsonl"
+
 
 def progress_bar(**kwargs):
     """tqdm, redrawn at most every 30 s when stderr is a file or pipe (a log, not a flood)."""
     from tqdm.auto import tqdm
     seconds = 0.5 if sys.stderr.isatty() else 30
     return tqdm(dynamic_ncols=True, mininterval=seconds, maxinterval=max(10, 2 * seconds), **kwargs)
-
-METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -27,20 +27,22 @@ def data_dir(configured: str | None = None) -> Path:
 
 
 def generated_id(name: str, transitions: int, seed: int) -> str:
-    """Minari id of a generated dataset: hopper-pd-noisy -> rlcore/hopper/pd-noisy-n200000-s0-v0.
+    """Minari id of a generated dataset: hopper-pd-noisy -> rlcore/hopper/pd-noisy-n200000-s0-v0."""
+    return f"{generated_stem(name)}-n{transitions}-s{seed}-v0"
 
-    A recipe that rolls out shipped policies adds their fingerprint (hopper-medium ->
-    rlcore/hopper/medium-p1a2b3c4d-n...), so re-exported policies never reuse stale data."""
+
+def generated_stem(name: str) -> str:
+    """rlcore/<env>/<recipe>; a recipe that rolls out shipped policies adds their fingerprint
+    (hopper-medium -> rlcore/hopper/medium-p1a2b3c4d), so re-exported policies never reuse
+    stale data."""
     env, rest = name.split("-", 1)
-    tag = files_fingerprint(getattr(DATASETS.get(name), "shipped", ()))
-    return f"rlcore/{env}/{rest}{tag}-n{transitions}-s{seed}-v0"
+    return f"rlcore/{env}/{rest}{files_fingerprint(getattr(DATASETS.get(name), 'shipped', ()))}"
 
 
 def cached_generated(name: str) -> list[Path]:
     """The stored copies of a generated dataset (any size and seed) for today's shipped policies."""
-    stem = generated_id(name, 0, 0).removesuffix("-n0-s0-v0")
-    return sorted(p for p in (minari_root() / stem).parent.glob(f"{Path(stem).name}-n*-s*-v0")
-                  if (p / "data").exists())
+    stem = minari_root() / generated_stem(name)
+    return sorted(p for p in stem.parent.glob(f"{stem.name}-n*-s*-v0") if (p / "data").exists())
 
 
 def files_fingerprint(paths) -> str:

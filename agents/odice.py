@@ -40,15 +40,22 @@ Where this departs from the authors' code (numerically equal up to rounding):
   terminals), and the reward range uses episodes split at terminals or timeouts.
 The paper's per-dataset lam/eta (its Appendix D) could not be retrieved here; the defaults
 are the authors' CLI defaults (lam 0.6, eta 1.0).
+
+Imitation (`odice_il`, main_odice_il.py): the same update on ONE expert trajectory alone
+(`env.expert_episodes=1`), every reward set to 0. Given a mix with suboptimal data instead,
+nothing (no reward, no label) marks the expert's transitions, so it warns: that is ReCOIL's
+setting, not this one's.
 """
 from __future__ import annotations
 
 import copy
+import warnings
 
 import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, grad_dot, scale_per_seed, seed_mean
+from rlcore.buffer import Buffer
 from rlcore.errors import ConfigError
 from rlcore.nets import MLP, GaussianPolicy, polyak_update
 from rlcore.registry import register_agent
@@ -99,6 +106,14 @@ class ODICE(Agent):
         self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
         self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.policy_lr,
                                            weight_decay=cfg.policy_weight_decay)
+
+    def check_data(self, buffer: Buffer) -> None:
+        expert = buffer.subsets.get("expert")
+        if self.cfg.get("reward_free") and expert is not None and len(expert) < len(buffer):
+            warnings.warn(f"{self.cfg.name} learns without rewards, so in this mix of {len(expert)} "
+                          f"expert and {len(buffer) - len(expert)} other transitions nothing tells the "
+                          "expert apart: O-DICE's imitation setting is the expert episodes alone "
+                          "(drop env.suboptimal); ReCOIL (agent=recoil) learns from such mixes", stacklevel=2)
 
     def update(self, batch: TensorDict) -> dict[str, torch.Tensor]:
         value_metrics, residual = self.update_value(batch)

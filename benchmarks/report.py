@@ -5,8 +5,10 @@ and a bar plot. Finished cells are kept in the JSON, so a killed report picks up
     python benchmarks/report.py --steps 5000 --seeds 3 --datasets hopper-medium \
         --agents bc td3bc iql fdvl a2pr odice --imitation hopper-medium:1:hopper-random
 
-`--imitation EXPERT:K:SUBOPTIMAL` adds the imitation agents (recoil, odice_il) and BC on the
-mix of K expert episodes and the suboptimal dataset (rewards unused by all three).
+`--imitation EXPERT:K:SUBOPTIMAL` adds ReCOIL and BC on the mix of K expert episodes and the
+suboptimal dataset; `--imitation EXPERT:K` adds O-DICE-IL and BC on the K expert episodes alone,
+the data O-DICE's imitation script trains on (rewards unused by all of them: with no rewards and
+no expert labels, O-DICE-IL has nothing that tells the expert apart inside a mix).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-IMITATION_AGENTS = ("bc", "recoil", "odice_il")
+IMITATION_AGENTS = {"mix": ("bc", "recoil"), "expert": ("bc", "odice_il")}
 
 
 def cell_key(agent: str, dataset: str) -> str:
@@ -33,12 +35,19 @@ def jobs(args) -> list[tuple[str, str, list[str]]]:
         for agent in args.agents:
             out.append((agent, dataset, [f"agent={agent}", f"env={env}", f"env.dataset={dataset}"]))
     for spec in args.imitation or []:
-        expert, k, suboptimal = spec.split(":")
+        parts = spec.split(":")
+        if len(parts) not in (2, 3) or not parts[1].isdigit():
+            raise SystemExit(f"--imitation {spec}: expected EXPERT:K (O-DICE-IL) or EXPERT:K:SUBOPTIMAL "
+                             "(ReCOIL), e.g. hopper-expert:1 or hopper-expert:1:hopper-random")
+        expert, k, *suboptimal = parts
         env = expert.split("-")[0]
-        label = f"{expert}-{k}ep+{suboptimal}"
-        for agent in IMITATION_AGENTS:
-            out.append((agent, label, [f"agent={agent}", f"env={env}", f"env.dataset={expert}",
-                                       f"env.expert_episodes={k}", f"env.suboptimal={suboptimal}"]))
+        overrides = [f"env={env}", f"env.dataset={expert}", f"env.expert_episodes={k}"]
+        label = f"{expert}-{k}ep"
+        if suboptimal:
+            overrides.append(f"env.suboptimal={suboptimal[0]}")
+            label += f"+{suboptimal[0]}"
+        for agent in IMITATION_AGENTS["mix" if suboptimal else "expert"]:
+            out.append((agent, label, [f"agent={agent}", *overrides]))
     return out
 
 
@@ -113,7 +122,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--agents", nargs="+", default=["bc", "td3bc", "iql", "fdvl", "a2pr", "odice"])
     p.add_argument("--datasets", nargs="*", default=["hopper-medium"])
-    p.add_argument("--imitation", nargs="*", default=None, help="EXPERT:K:SUBOPTIMAL mixes")
+    p.add_argument("--imitation", nargs="*", default=None, help="EXPERT:K:SUBOPTIMAL (ReCOIL) or EXPERT:K (O-DICE-IL)")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--runs", default="runs/report")

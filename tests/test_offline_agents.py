@@ -271,14 +271,22 @@ def test_recoil_critic_loss_is_the_bounded_two_half_objective():
     assert any(not torch.equal(p, c) for p, c in zip(agent.critic.parameters(), critic_before))
 
 
-def test_imitation_agents_train_from_the_cli_on_a_mix_and_recoil_refuses_plain_data(capsys, tmp_path):
+def test_imitation_agents_train_from_the_cli_on_their_data_and_refuse_or_warn_on_the_wrong_data(capsys, tmp_path):
+    """ReCOIL learns from a mix; O-DICE-IL from the expert episodes alone (main_odice_il.py) and
+    warns on a mix, where with rewards removed nothing marks the expert."""
+    import warnings
     from rlcore.cli import main
     tiny = ["data.transitions=3000", "env.dataset=hopper-pd-noisy", "trainer.eval_episodes=2", "trainer.progress=false",
             "trainer.steps=20", "trainer.eval_every=20", "trainer.compile=eager"]
     mix = ["env.expert_episodes=2", "env.suboptimal=hopper-random"]
-    for agent in ("recoil", "odice_il"):
-        small = SMALL["recoil"] if agent == "recoil" else SMALL["odice"]
-        assert main(["train", f"agent={agent}", *small, *tiny, *mix, f"run_dir={tmp_path / agent}"]) == 0
+    assert main(["train", "agent=recoil", *SMALL["recoil"], *tiny, *mix, f"run_dir={tmp_path / 'recoil'}"]) == 0
     assert "hopper-pd-noisy-2ep+hopper-random" in capsys.readouterr().out
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["train", "agent=odice_il", *SMALL["odice"], *tiny, "env.expert_episodes=2",
+                     f"run_dir={tmp_path / 'odice_il'}"]) == 0
+    assert not [w for w in caught if "expert apart" in str(w.message)]
+    with pytest.warns(UserWarning, match="nothing tells the expert apart"):
+        assert main(["train", "agent=odice_il", *SMALL["odice"], *tiny, *mix, f"run_dir={tmp_path / 'mix'}"]) == 0
     assert main(["train", "agent=recoil", *SMALL["recoil"], *tiny, f"run_dir={tmp_path / 'x'}"]) == 2
     assert "env.expert_episodes" in capsys.readouterr().err

@@ -41,7 +41,7 @@ Where this departs from the authors' code (numerically equal up to rounding):
 The paper's per-dataset lam/eta (its Appendix D) could not be retrieved here; the defaults
 are the authors' CLI defaults (lam 0.6, eta 1.0).
 
-Imitation (`odice_il`, main_odice_il.py): the same update on ONE expert trajectory alone
+Imitation (`odice_il`, main_odice_il.py): the same update on one expert trajectory alone
 (`env.expert_episodes=1`), every reward set to 0. Given a mix with suboptimal data instead,
 nothing (no reward, no label) marks the expert's transitions, so it warns: that is ReCOIL's
 setting, not this one's.

@@ -19,10 +19,11 @@ Temperature. Every target is bounded: Q on the expert half is pulled to 200, and
 y = -2 + gamma V(s') <= 196 while V <= 200, so a mixture Q above the expert's is divergence.
 It comes from the Gumbel loss's soft maximum, V = temp log E[exp(Q / temp)], which sits above
 the noisy Q it regresses on (by Var(Q) / (2 temp) for Gaussian noise): once that exceeds the
-step cost of 2, each backup adds to the next. The authors' README: raise `temp` (2.5 -> 5 -> 10 -> 20) until Q
-stops diverging. Departure: the default here is 10, not 2.5. On one hopper-expert episode plus
-hopper-random, 10k updates, one seed, the mixture's mean Q ended at 469 (temp 2.5, still
-climbing 55 per 1k updates), 147 (5), 68 (10) and -9 (20), the expert's at 200 in each.
+step cost of 2, each backup adds to the next. The authors' README: raise `temp` (2.5 -> 5 ->
+10 -> 20) until Q stops diverging. Departure: the default here is 10, not 2.5. On one
+hopper-expert episode plus hopper-random, 10k updates, one seed, the mixture's mean Q ended at
+469 (temp 2.5, still climbing 55 per 1k updates), 147 (5), 68 (10) and -9 (20), the expert's
+at 200 in each.
 """
 from __future__ import annotations
 

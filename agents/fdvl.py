@@ -30,7 +30,7 @@ from tensordict import TensorDict
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
 from rlcore.errors import ConfigError
 from rlcore.nets import MLP, GaussianPolicy, polyak_update
-from rlcore.objectives import awr_weight, cosine_scale
+from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share
 from rlcore.registry import register_agent
 
 DIVERGENCES = ("chi_square", "total_variation", "reverse_kl")
@@ -119,7 +119,8 @@ class FDVL(Agent):
         self.step += 1
         scale = cosine_scale(self.step - 1, cfg.lr_decay_steps) if cfg.lr_decay_steps else None
         apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.policy_opt, scale)
-        return {"policy_loss": loss.detach(), "awr_weight_mean": seed_mean(weight)}
+        return {"policy_loss": loss.detach(), "awr_weight_mean": seed_mean(weight),
+                "weight_ess": effective_batch_share(weight)}
 
     def update_critic(self, batch: TensorDict) -> dict:
         cfg = self.cfg

@@ -18,7 +18,7 @@ from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
 from rlcore.nets import MLP, GaussianPolicy, polyak_update
-from rlcore.objectives import awr_weight, cosine_scale, expectile_loss
+from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share, expectile_loss
 from rlcore.registry import register_agent
 
 
@@ -65,7 +65,8 @@ class IQL(Agent):
                         cosine_scale(self.step - 1, cfg.lr_decay_steps) if cfg.lr_decay_steps else None)
         polyak_update(self.target_critic, self.critic, cfg.tau)
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
-                "policy_loss": policy_loss.detach(), "advantage_mean": seed_mean(advantage.detach())}
+                "policy_loss": policy_loss.detach(), "advantage_mean": seed_mean(advantage.detach()),
+                "weight_ess": effective_batch_share(weight)}
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.policy.act(obs, deterministic)

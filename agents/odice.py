@@ -58,6 +58,7 @@ from rlcore.agent import Agent, Spec, apply_gradients, grad_dot, scale_per_seed,
 from rlcore.buffer import Buffer
 from rlcore.errors import ConfigError
 from rlcore.nets import MLP, GaussianPolicy, polyak_update
+from rlcore.objectives import effective_batch_share
 from rlcore.registry import register_agent
 
 GRADIENT_RULES = ("orthogonal_true_g", "true_g", "semi_g")  # the authors' --type names
@@ -179,7 +180,8 @@ class ODICE(Agent):
         loss = seed_mean(weight * nll[:, None])
         params = list(self.policy.parameters())
         apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.policy_opt)
-        return {"policy_loss": loss.detach(), "bc_weight_mean": seed_mean(weight)}
+        return {"policy_loss": loss.detach(), "bc_weight_mean": seed_mean(weight),
+                "weight_ess": effective_batch_share(weight.mean(1))}   # a transition's weight: heads' mean
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.policy.act(obs, deterministic)

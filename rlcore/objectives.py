@@ -22,6 +22,14 @@ def awr_weight(advantage: torch.Tensor, beta: float, clip: float = 100.0) -> tor
     return torch.exp(beta * advantage.detach()).clamp_max(clip)
 
 
+def effective_batch_share(weight: torch.Tensor) -> torch.Tensor:
+    """[S, B] -> [S]: Kish's effective sample size (sum w)^2 / sum w^2 of a weighted-BC batch, as
+    a share of the batch (1: plain BC; 1/B: one transition carries the whole loss). Adam's step
+    does not shrink with the weights' scale, but the policy learns from this many transitions."""
+    w = weight.reshape(weight.shape[0], -1)
+    return w.sum(1).pow(2) / torch.clamp_min(w.pow(2).sum(1), 1e-30) / w.shape[1]
+
+
 def cosine_scale(step: torch.Tensor, total_steps: int) -> torch.Tensor:
     """(1 + cos(pi t / T)) / 2, t clamped at T: CosineAnnealingLR's factor, as a device tensor."""
     t = torch.clamp(step / max(total_steps, 1), max=1.0)

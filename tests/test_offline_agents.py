@@ -8,7 +8,7 @@ from tensordict import TensorDict
 from rlcore.agent import Spec
 from rlcore.agents.fdvl import dual_value_loss
 from rlcore.config import load_config
-from rlcore.objectives import awr_weight, cosine_scale, expectile_loss
+from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share, expectile_loss
 from rlcore.registry import AGENTS
 from rlcore.seeds import copy_seed_into
 from tests.conftest import bandit_dataset
@@ -106,6 +106,24 @@ def test_awr_weight_and_cosine_scale():
                                torch.tensor([1.0, float(torch.exp(torch.tensor(3.0))), 100.0]))
     steps = torch.tensor([0.0, 50.0, 100.0, 200.0])
     torch.testing.assert_close(cosine_scale(steps, 100), torch.tensor([1.0, 0.5, 0.0, 0.0]))
+
+
+def test_effective_batch_share_is_kish_ess_over_the_batch_per_seed():
+    weight = torch.tensor([[2.0, 2.0, 2.0, 2.0],      # any constant weight: plain BC, share 1
+                           [5.0, 0.0, 0.0, 0.0],      # one transition carries the loss: 1/4
+                           [1.0, 1.0, 0.0, 0.0]])     # half the batch: 1/2
+    torch.testing.assert_close(effective_batch_share(weight), torch.tensor([1.0, 0.25, 0.5]))
+    assert effective_batch_share(torch.zeros(1, 8)).item() == 0.0   # no weight at all: nothing
+
+
+@pytest.mark.parametrize("name", ["iql", "fdvl", "odice"])
+def test_weighted_bc_agents_report_the_share_of_the_batch_they_clone(name):
+    from rlcore.buffer import Buffer
+    torch.manual_seed(0)
+    agent = make(name, "agent.batch_size=64")
+    metrics = agent.update(agent.sample(Buffer.from_dataset(bandit_dataset()), 64))
+    share = metrics["weight_ess"]
+    assert share.shape == (1,) and 0.0 <= float(share) <= 1.0
 
 
 def test_td3bc_actor_loss_is_normalised_q_plus_bc():

@@ -180,8 +180,9 @@ class ODICE(Agent):
         loss = seed_mean(weight * nll[:, None])
         params = list(self.policy.parameters())
         apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.policy_opt)
+        share = effective_batch_share(weight.mean(1))   # a transition's weight: the heads' mean
         return {"policy_loss": loss.detach(), "bc_weight_mean": seed_mean(weight),
-                "weight_ess": effective_batch_share(weight.mean(1))}   # a transition's weight: heads' mean
+                "weight_ess": share}
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.policy.act(obs, deterministic)

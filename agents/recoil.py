@@ -91,7 +91,8 @@ class ReCOIL(Agent):
         apply_gradients(params, torch.autograd.grad(policy_loss.sum(), params), self.policy_opt, scale)
         polyak_update(self.target_critic, self.critic, cfg.tau)
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
-                "policy_loss": policy_loss.detach(), "weight_ess": effective_batch_share(weight),
+                "policy_loss": policy_loss.detach(),
+                "weight_ess": effective_batch_share(weight),
                 "q_expert": seed_mean(q.detach()[..., half:]), "q_mixture": seed_mean(q.detach()[..., :half])}
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

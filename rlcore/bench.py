@@ -26,7 +26,7 @@ import torch
 
 from rlcore.agent import Spec
 from rlcore.buffer import KEYS, Buffer
-from rlcore.compile import resolve_mode, update_step
+from rlcore.compile import resolve_mode, set_matmul_precision, update_step
 from rlcore.config import load_config, resolve_device
 from rlcore.data import from_arrays
 from rlcore.fileio import atomic_write_text
@@ -116,6 +116,7 @@ def run_bench(overrides: list[str]) -> list[dict]:
 def bench_agent(cfg) -> dict:
     device = resolve_device(cfg.device)
     b = cfg.bench
+    set_matmul_precision(cfg.trainer.matmul_precision)
     env = gym.make(cfg.env.gym_id)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
@@ -138,7 +139,8 @@ def bench_agent(cfg) -> dict:
                                        device), None
         else:
             per_call = int(b.updates_per_call) if mode == "cudagraphs" else 1
-            step = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call)
+            step = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call,
+                               cfg.trainer.captured_adam)
             ups, warm = time_rlcore(step, per_call, b.updates, b.warmup, device)
         rows.append({"loop": label, "seeds": seeds, "updates_per_s": ups * seeds, "warmup_s": warm})
     base = rows[0]["updates_per_s"]
@@ -148,7 +150,8 @@ def bench_agent(cfg) -> dict:
               "device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
               "cpu": platform.processor() or platform.machine(),
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
-              "updates": b.updates, "rows": rows}
+              "updates": b.updates, "captured_adam": cfg.trainer.captured_adam,
+              "matmul_precision": cfg.trainer.matmul_precision, "rows": rows}
     print(f"{cfg.agent.name} on {device} (torch {torch.__version__}), batch {cfg.agent.batch_size}, "
           f"{b.updates} timed updates after {b.warmup} warm-up")
     print(f"{'loop':<52} {'updates/s':>10} {'ratio':>7} {'warm-up s':>10}")

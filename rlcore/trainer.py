@@ -23,7 +23,8 @@ from omegaconf import DictConfig, OmegaConf
 from rlcore.agent import Agent, Spec
 from rlcore.buffer import Buffer
 from rlcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rlcore.compile import batch_update, resolve_mode, resolve_updates_per_call, update_step
+from rlcore.compile import (batch_update, check_captured_adam, resolve_mode,
+                            resolve_updates_per_call, set_matmul_precision, update_step)
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
@@ -212,7 +213,10 @@ def train(cfg: DictConfig) -> list[RunResult]:
     setup = prepare(cfg, device, progress=t.progress)
     agent, buffer = setup.agent, setup.buffer
     evaluator = setup.evaluator(t.eval_episodes)
-    mode = resolve_mode(t.compile, device, t.steps, setup.online)
+    mode = resolve_mode(t.compile, device, t.steps)
+    adam = t.get("captured_adam", "foreach")   # run folders from before these options
+    check_captured_adam(adam)
+    set_matmul_precision(t.get("matmul_precision", "highest"))
 
     start, evals = 0, [[] for _ in seeds]       # evals[k]: seed k's evaluations
     dirs = seed_dirs(run_dir, seeds)
@@ -230,12 +234,12 @@ def train(cfg: DictConfig) -> list[RunResult]:
         if t.get("updates_per_call") not in (None, "auto", 1):
             raise ConfigError(f"trainer.updates_per_call={t.updates_per_call}: an online agent "
                               "takes one update per environment step; leave it at auto")
-        step_fn = OnlineCollector(setup, batch_update(agent, mode))
+        step_fn = OnlineCollector(setup, batch_update(agent, mode, adam))
     else:
         per_call = resolve_updates_per_call(
             t.get("updates_per_call"), mode, agent.update_cycle,
             [t.steps - start, start, t.log_every, t.eval_every, t.checkpoint_every])
-        run_updates = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call)
+        run_updates = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call, adam)
 
         def step_fn(step: int) -> dict:
             return run_updates()

@@ -41,6 +41,8 @@ def test_help_and_list(capsys):
     (["seed=0,1"], "multirun"),
     (["agent.gradient=sideways"], "valid: orthogonal_true_g, true_g, semi_g"),
     (["device=tpu"], "device='tpu' is not a device"),
+    (["trainer.captured_adam=lamb"], "trainer.captured_adam='lamb'; valid: fused, foreach"),
+    (["trainer.matmul_precision=bf16"], "trainer.matmul_precision='bf16'; valid: highest, high"),
 ])
 def test_bad_input_fails_with_a_message_listing_valid_values(args, message, capsys, tmp_path):
     code, _, err = run_cli(["train", *TINY, *args, f"runs_root={tmp_path}"], capsys)

@@ -18,8 +18,7 @@ def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
     assert resolve_mode("auto", cpu, 1000) == "eager"
     assert resolve_mode("auto", cpu, 1_000_000) == "compile"
     assert resolve_mode("auto", cuda, 1000) == "cudagraphs"
-    assert resolve_mode("auto", cuda, 1000, online=True) == "compile"
-    assert resolve_mode("cudagraphs", cuda, 10, online=True) == "cudagraphs"   # asked for
+    assert resolve_mode("compile", cuda, 10) == "compile"   # asked for
     assert resolve_mode("eager", cuda, 10**6) == "eager"
     with pytest.raises(ConfigError, match="valid: auto, eager, compile, cudagraphs"):
         resolve_mode("turbo", cpu, 10)
@@ -162,7 +161,7 @@ def test_captured_updates_replay_exactly_what_eager_updates_compute(agent):
     capturing call and the replays draw the batches eager sampling draws and take the same
     optimizer steps, up to rounding."""
     (eager, buffer_e), (captured, buffer_c) = two_identical(agent, torch.device("cuda"), seeds=4)
-    make_capturable(eager)                     # the same fused Adam on both sides
+    make_capturable(eager)                     # the same capturable Adam on both sides
     one = update_step(eager, buffer_e, 128, "eager", 1)
     graphed = CapturedUpdates(update_step(captured, buffer_c, 128, "eager", 2), captured,
                               generator=buffer_c.generator)
@@ -174,12 +173,13 @@ def test_captured_updates_replay_exactly_what_eager_updates_compute(agent):
 
 
 @needs_cuda
+@pytest.mark.parametrize("adam", ["fused", "foreach"])
 @pytest.mark.parametrize("agent", ["odice", "td3bc"])
-def test_cudagraphs_mode_captures_the_compiled_update(agent):
+def test_cudagraphs_mode_captures_the_compiled_update(agent, adam):
     (eager, buffer_e), (captured, buffer_c) = two_identical(agent, torch.device("cuda"), seeds=4)
-    make_capturable(eager)
+    make_capturable(eager, adam)
     one = update_step(eager, buffer_e, 128, "eager", 1)
-    graphed = update_step(captured, buffer_c, 128, "cudagraphs", 2)
+    graphed = update_step(captured, buffer_c, 128, "cudagraphs", 2, adam)
     compare_calls(one, graphed, 4, rtol=1e-4, atol=1e-5)
     assert graphed.graph is not None
     for (name, p), q in zip(eager.named_parameters(), captured.parameters()):
@@ -187,13 +187,20 @@ def test_cudagraphs_mode_captures_the_compiled_update(agent):
 
 
 @needs_cuda
-def test_captured_online_update_copies_each_batch_in_and_matches_eager():
+@pytest.mark.parametrize("compiled", [False, True])
+def test_captured_online_update_copies_each_batch_in_and_matches_eager(compiled, monkeypatch):
     """SAC (online, its buffer grows): the update alone is captured; each call's batch, drawn
     outside, is copied into the graph's input. Reseeding before each call gives both sides
-    the same action noise, so the replays must take the eager steps."""
+    the same action noise, so the replays must take the eager steps. Compiled, inductor must
+    draw that noise with eager's generator (`fallback_random`), not its own."""
     (eager, buffer), (captured, _) = two_identical("sac", torch.device("cuda"))
     make_capturable(eager)
-    graphed = batch_update(captured, "cudagraphs")
+    if compiled:
+        from torch._inductor import config as inductor_config
+        monkeypatch.setattr(inductor_config, "fallback_random", True)
+        graphed = batch_update(captured, "cudagraphs")
+    else:
+        graphed = CapturedUpdates(captured.update, captured)
     for call in range(5):                      # 2 warm-up, 1 capture, 2 replays
         batch = eager.sample(buffer, 128)
         torch.cuda.manual_seed(call)

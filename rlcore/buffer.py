@@ -1,4 +1,5 @@
-"""A replay buffer that holds a whole dataset as one TensorDict on the training device.
+"""A replay buffer that holds a whole dataset on the training device, one row per transition
+(every key a view of its columns, so a batch is one gather).
 
 Episode boundaries (terminals or timeouts) are kept, and every sampler draws its indices on
 the device with its own generator, with no Python loop per sample:
@@ -23,15 +24,14 @@ class Buffer:
                  device: str | torch.device = "cpu", seed: int = 0):
         self.device = torch.device(device)
         self.capacity = int(capacity)
-        f32 = dict(dtype=torch.float32, device=self.device)
-        self.storage = TensorDict({
-            "observations": torch.zeros(capacity, obs_dim, **f32),
-            "actions": torch.zeros(capacity, action_dim, **f32),
-            "rewards": torch.zeros(capacity, **f32),
-            "next_observations": torch.zeros(capacity, obs_dim, **f32),
-            "terminals": torch.zeros(capacity, **f32),
-            "timeouts": torch.zeros(capacity, **f32),
-        }, batch_size=[capacity], device=self.device)
+        widths = {"observations": obs_dim, "actions": action_dim, "rewards": 0,
+                  "next_observations": obs_dim, "terminals": 0, "timeouts": 0}   # 0: a scalar
+        self._columns, start = {}, 0
+        for key in KEYS:
+            self._columns[key] = (start, widths[key])
+            start += max(widths[key], 1)
+        self.rows = torch.zeros(capacity, start, dtype=torch.float32, device=self.device)
+        self.storage = self._fields(self.rows)      # per-key views of the rows
         self.size = 0
         self._ptr = 0
         self.generator = torch.Generator(device=self.device)
@@ -92,19 +92,28 @@ class Buffer:
     def _uniform(self, shape) -> torch.Tensor:
         return torch.rand(shape, device=self.device, generator=self.generator)
 
+    def _fields(self, rows: torch.Tensor) -> TensorDict:
+        """Each key as a view of `rows` ([..., width]): one gather fetches a whole transition."""
+        return TensorDict({key: rows[..., a:a + w] if w else rows[..., a]
+                           for key, (a, w) in self._columns.items()},
+                          batch_size=rows.shape[:-1], device=self.device)
+
+    def _rows(self, physical: torch.Tensor) -> TensorDict:
+        return self._fields(self.rows[physical])
+
     def _gather(self, logical: torch.Tensor) -> TensorDict:
-        return self.storage[self._physical(logical)]
+        return self._rows(self._physical(logical))
 
     # ---- samplers ----------------------------------------------------------------------
     def sample(self, batch_size: int, subset: str | None = None) -> TensorDict:
         """Uniform transitions, from all of the buffer or from one of its `subsets`."""
         self._check_nonempty()
         if subset is None:
-            return self.storage[self._randint(self.size, (batch_size,))]
+            return self._rows(self._randint(self.size, (batch_size,)))
         if subset not in self.subsets:
             raise KeyError(f"this buffer has no {subset!r} subset; it has {sorted(self.subsets) or 'none'}")
         index = self.subsets[subset]
-        return self.storage[index[self._randint(len(index), (batch_size,))]]
+        return self._rows(index[self._randint(len(index), (batch_size,))])
 
     def sample_nstep(self, batch_size: int, n: int, discount: float) -> TensorDict:
         """Transitions with `n_step_return` = sum_{k<m} discount^k r_{t+k}, where m <= n stops at

@@ -141,11 +141,10 @@ class CapturedUpdates:
     was after one call (hence whole update cycles per call), a buffer sampled inside the graph
     must not grow, and the optimizers' tensors must not be replaced afterwards (a checkpoint
     loads before the first call). Adam runs `capturable` (its step count on the device), as
-    multi-tensor kernels or one fused kernel (`adam`, see make_capturable). Random draws
-    replay fresh: the default CUDA generator and `generator` (the
-    buffer's, registered with the graph) advance their offsets per replay, as eager draws would.
-    Tensor(Dict) inputs (an online agent's batch) are copied into the graph's own, contiguous,
-    before each replay."""
+    multi-tensor kernels or one fused kernel (`adam`, see make_capturable). Random draws replay
+    fresh: the default CUDA generator and `generator` (the buffer's, registered with the graph)
+    advance their offsets per replay, as eager draws would. Tensor(Dict) inputs (an online
+    agent's batch) are copied into the graph's own, contiguous, before each replay."""
 
     def __init__(self, run_updates: Callable[..., dict], agent, generator=None,
                  adam: str = "foreach"):

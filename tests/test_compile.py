@@ -34,6 +34,7 @@ SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
          "td3bc": ["agent.hidden=[64,64]", "agent.policy_noise=0"],  # compiled RNG streams differ
          "a2pr": ["agent.actor_hidden=[64,64]", "agent.critic_hidden=[64,64]",
                   "agent.vae_hidden=[64,64]"],
+         "recoil": ["agent.hidden=[64,64]"],
          "sac": ["agent.hidden=[64,64]"]}
 
 
@@ -61,6 +62,7 @@ def two_identical(agent: str, device: torch.device, seeds: int = 1, transitions:
     for _ in range(2):
         buffer = Buffer(11, 3, transitions, device)
         buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
+        buffer.subsets["expert"] = torch.arange(transitions * 9 // 10, transitions, device=device)
         pairs.append((build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds))), buffer))
     pairs[1][0].load_state_dict(pairs[0][0].state_dict())
     return pairs
@@ -174,7 +176,7 @@ def test_captured_updates_replay_exactly_what_eager_updates_compute(agent):
 
 @needs_cuda
 @pytest.mark.parametrize("adam", ["fused", "foreach"])
-@pytest.mark.parametrize("agent", ["odice", "td3bc"])
+@pytest.mark.parametrize("agent", ["odice", "td3bc", "recoil"])
 def test_cudagraphs_mode_captures_the_compiled_update(agent, adam):
     (eager, buffer_e), (captured, buffer_c) = two_identical(agent, torch.device("cuda"), seeds=4)
     make_capturable(eager, adam)

@@ -153,7 +153,9 @@ def bench_agent(cfg) -> dict:
               "updates": b.updates, "captured_adam": cfg.trainer.captured_adam,
               "matmul_precision": cfg.trainer.matmul_precision, "rows": rows}
     print(f"{cfg.agent.name} on {device} (torch {torch.__version__}), batch {cfg.agent.batch_size}, "
-          f"{b.updates} timed updates after {b.warmup} warm-up")
+          f"{b.updates} timed updates after {b.warmup} warm-up, float32 matmuls "
+          f"{cfg.trainer.matmul_precision}" + (f", {cfg.trainer.captured_adam} Adam in the graph"
+                                               if "cudagraphs" in modes else ""))
     print(f"{'loop':<52} {'updates/s':>10} {'ratio':>7} {'warm-up s':>10}")
     for row in rows:
         warm = "" if row["warmup_s"] is None else f"{row['warmup_s']:.1f}"

@@ -37,6 +37,7 @@ CPU_COMPILE_MIN_STEPS = 20_000
 CAPTURE_WARMUP_CALLS = 2       # eager calls on a side stream before capture (cuBLAS, Adam state)
 AUTO_UPDATES_PER_CALL = (20, 16, 10, 8, 5, 4, 2, 1)
 CAPTURED_ADAM = ("fused", "foreach")
+DEFAULT_CAPTURED_ADAM = "foreach"   # measured faster inside a graph (docs/benchmarks.md)
 MATMUL_PRECISIONS = ("highest", "high")
 
 # Dynamo notes once per compiled process that it drops optimizer.step's profiler range: not news.
@@ -104,7 +105,8 @@ def compiled_update(agent, mode: str) -> Callable:
     return torch.compile(agent.update)
 
 
-def batch_update(agent, mode: str, adam: str = "foreach") -> Callable[[TensorDict], dict]:
+def batch_update(agent, mode: str,
+                 adam: str = DEFAULT_CAPTURED_ADAM) -> Callable[[TensorDict], dict]:
     """`update(batch)` for a batch sampled outside (an online agent's growing buffer); under
     cudagraphs the update alone is captured and each batch copied into the graph's input."""
     update = compiled_update(agent, mode)
@@ -112,7 +114,7 @@ def batch_update(agent, mode: str, adam: str = "foreach") -> Callable[[TensorDic
 
 
 def update_step(agent, buffer, batch_size: int, mode: str,
-                updates_per_call: int = 1, adam: str = "foreach") -> Callable[[], dict]:
+                updates_per_call: int = 1, adam: str = DEFAULT_CAPTURED_ADAM) -> Callable[[], dict]:
     """A call that samples and takes `updates_per_call` updates and returns their metrics
     (each metric averaged over the updates that produced it)."""
     update = compiled_update(agent, mode)
@@ -147,9 +149,9 @@ class CapturedUpdates:
     agent's batch) are copied into the graph's own, contiguous, before each replay."""
 
     def __init__(self, run_updates: Callable[..., dict], agent, generator=None,
-                 adam: str = "foreach"):
-        check_captured_adam(adam)
-        self.run_updates, self.agent, self.generator, self.adam = run_updates, agent, generator, adam
+                 adam: str = DEFAULT_CAPTURED_ADAM):
+        self.run_updates, self.agent, self.generator = run_updates, agent, generator
+        self.adam = adam
         self.calls, self.graph, self.inputs, self.outputs = 0, None, (), None
 
     def __call__(self, *inputs) -> dict[str, torch.Tensor]:
@@ -209,7 +211,7 @@ def check_captured_adam(adam: str) -> None:
         raise ConfigError(f"trainer.captured_adam={adam!r}; valid: {', '.join(CAPTURED_ADAM)}")
 
 
-def make_capturable(agent, adam: str = "foreach") -> None:
+def make_capturable(agent, adam: str = DEFAULT_CAPTURED_ADAM) -> None:
     """Adam with its step count on the device, so that a replayed step advances it (a state
     loaded from a checkpoint may hold it on the CPU); `fused`: one kernel per parameter group,
     `foreach`: torch's multi-tensor kernels. Same math; which is faster is measured (bench)."""

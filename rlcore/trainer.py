@@ -23,8 +23,9 @@ from omegaconf import DictConfig, OmegaConf
 from rlcore.agent import Agent, Spec
 from rlcore.buffer import Buffer
 from rlcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rlcore.compile import (batch_update, check_captured_adam, resolve_mode,
-                            resolve_updates_per_call, set_matmul_precision, update_step)
+from rlcore.compile import (DEFAULT_CAPTURED_ADAM, batch_update, check_captured_adam,
+                            resolve_mode, resolve_updates_per_call, set_matmul_precision,
+                            update_step)
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
@@ -214,7 +215,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
     agent, buffer = setup.agent, setup.buffer
     evaluator = setup.evaluator(t.eval_episodes)
     mode = resolve_mode(t.compile, device, t.steps)
-    adam = t.get("captured_adam", "foreach")   # run folders from before these options
+    adam = t.get("captured_adam", DEFAULT_CAPTURED_ADAM)   # run folders from before the option
     check_captured_adam(adam)
     set_matmul_precision(t.get("matmul_precision", "highest"))
 

@@ -1,6 +1,7 @@
 """The agents' results table: every (agent, dataset) trained with `seeds=K` in one process,
 the last evaluation's D4RL normalized score per seed, written as a markdown table, a JSON file
-and a bar plot. Finished cells are kept in the JSON, so a killed report picks up where it was.
+and a bar plot. Finished cells are kept in the JSON, so a killed report picks up where it was;
+each seed's `run_dir` there is relative to `--runs`, so the JSON does not name this machine.
 
     python benchmarks/report.py --steps 5000 --seeds 3 --datasets hopper-medium \
         --agents bc td3bc iql fdvl a2pr odice --imitation hopper-medium:1:hopper-random
@@ -59,7 +60,8 @@ def run_cell(overrides: list[str], args) -> list[dict]:
                        f"trainer.checkpoint_every={args.steps}", f"runs_root={args.runs}",
                        *args.override])
     data = load_dataset_summary(cfg)
-    return [{"seed": r.seed, "last": r.last_score, "best": r.best_score, "run_dir": str(r.run_dir),
+    return [{"seed": r.seed, "last": r.last_score, "best": r.best_score,
+             "run_dir": Path(r.run_dir).resolve().relative_to(Path(args.runs).resolve()).as_posix(),
              "data_score": data} for r in train(cfg)]
 
 

@@ -1,7 +1,8 @@
 """The agents' results table: every (agent, dataset) trained with `seeds=K` in one process,
 the last evaluation's D4RL normalized score per seed, written as a markdown table, a JSON file
-and a bar plot. Finished cells are kept in the JSON, so a killed report picks up where it was;
-each seed's `run_dir` there is relative to `--runs`, so the JSON does not name this machine.
+and a bar plot. Finished cells are kept in the JSON and an unfinished one resumes from its newest
+checkpoint (taken at every evaluation), so a killed report picks up where it was. Each seed's
+`run_dir` in the JSON is relative to `--runs`, so the JSON does not name this machine.
 
     python benchmarks/report.py --steps 5000 --seeds 3 --datasets hopper-medium \
         --agents bc td3bc iql fdvl a2pr odice --imitation hopper-medium:1:hopper-random
@@ -52,13 +53,16 @@ def jobs(args) -> list[tuple[str, str, list[str]]]:
     return out
 
 
-def run_cell(overrides: list[str], args) -> list[dict]:
+def run_cell(agent: str, dataset: str, overrides: list[str], args) -> list[dict]:
+    """Train one cell in a run folder named by the cell, checkpointing at every evaluation:
+    a report killed mid-cell resumes that cell from its newest checkpoint when run again."""
     from rlcore.config import load_config
     from rlcore.trainer import train
+    run_dir = Path(args.runs) / agent / dataset / f"seeds{args.seeds}-steps{args.steps}"
     cfg = load_config([*overrides, f"seeds={args.seeds}", f"trainer.steps={args.steps}",
                        f"trainer.eval_every={max(args.steps // 4, 1)}",
-                       f"trainer.checkpoint_every={args.steps}", f"runs_root={args.runs}",
-                       *args.override])
+                       "trainer.checkpoint_every=${trainer.eval_every}",
+                       f"run_dir={run_dir}", *args.override])
     data = load_dataset_summary(cfg)
     return [{"seed": r.seed, "last": r.last_score, "best": r.best_score,
              "run_dir": Path(r.run_dir).resolve().relative_to(Path(args.runs).resolve()).as_posix(),
@@ -143,7 +147,7 @@ def main(argv=None) -> int:
         if key in results or args.table_only:
             continue
         print(f"== {key}: {args.seeds} seeds x {args.steps} updates", file=sys.stderr, flush=True)
-        results[key] = run_cell(overrides, args)
+        results[key] = run_cell(agent, dataset, overrides, args)
         atomic_write_text(store, json.dumps(results, indent=2))
     table = write_table(results, args)
     atomic_write_text(out.with_suffix(".md"), table)

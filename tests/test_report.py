@@ -1,12 +1,20 @@
-"""benchmarks/report.py: the results table's JSON, and resuming a report killed mid-cell."""
+"""benchmarks/report.py (the results table, resuming a report killed mid-cell) and
+benchmarks/curves.py (learning curves from its run folders)."""
 import importlib.util
 import json
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-spec = importlib.util.spec_from_file_location("report", ROOT / "benchmarks" / "report.py")
-report = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(report)
+
+
+def load_script(name):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+report, curves = load_script("report"), load_script("curves")
 
 TINY = ["agent.hidden=[32,32]", "agent.batch_size=32", "data.transitions=3000",
         "trainer.eval_every=4", "trainer.eval_episodes=2", "trainer.progress=false",
@@ -38,3 +46,15 @@ def test_a_report_killed_mid_cell_resumes_it_and_ends_as_an_uninterrupted_one(tm
     assert [(c["last"], c["best"]) for c in resumed["bc@hopper-pd-noisy"]] == \
         [(c["last"], c["best"]) for c in cell]
     assert (cell_dir / "checkpoints" / "step_000000008.pt").exists()
+
+
+def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path):
+    cell = run_report(tmp_path, "table")["bc@hopper-pd-noisy"]
+    run = (tmp_path / "runs" / cell[0]["run_dir"]).parent
+    agent, dataset, length, scores = curves.read_run(run)
+    assert (agent, dataset, length) == ("bc", "hopper-pd-noisy", 8)
+    assert sorted(scores) == [4, 8]
+    assert scores[8] == [c["last"] for c in cell]
+    assert max(scores[4][0], scores[8][0]) == cell[0]["best"]
+    assert curves.main([str(run), "--out", str(tmp_path / "curves.png")]) == 0
+    assert (tmp_path / "curves.png").stat().st_size > 0

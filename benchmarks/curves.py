@@ -1,0 +1,77 @@
+"""Learning curves from run folders: each run's D4RL score at every evaluation, the mean over
+its seeds drawn as a line and their range shaded; one panel per dataset.
+
+    python benchmarks/curves.py runs/report/*/halfcheetah-medium/seeds* --out curves.png
+
+A run folder is what `rlcore train` writes: its config.yaml, and metrics.jsonl in it (one seed)
+or in its seed<k>/ folders (`seeds=K`).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def read_run(run: Path) -> tuple[str, str, int, dict[int, list[float]]]:
+    """(agent, dataset label, the run's length, {step: [each seed's score]}) of one run folder."""
+    from omegaconf import OmegaConf
+
+    from rlcore.trainer import dataset_label
+    if not (run / "config.yaml").exists():
+        raise SystemExit(f"{run}: no config.yaml there; give run folders made by `rlcore train`")
+    cfg = OmegaConf.load(run / "config.yaml")
+    scores: dict[int, list[float]] = {}
+    for metrics in sorted(run.glob("seed*/metrics.jsonl")) or [run / "metrics.jsonl"]:
+        for line in metrics.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("kind") == "eval":
+                scores.setdefault(record["step"], []).append(record["score_mean"])
+    return cfg.agent.name, dataset_label(cfg), int(cfg.trainer.steps), scores
+
+
+def plot(runs: list[Path], out: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    curves = [read_run(run) for run in runs]
+    datasets = list(dict.fromkeys(curve[1] for curve in curves))
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    panel = dict(zip(datasets, axes[0]))
+    for agent, dataset, length, scores in curves:
+        steps = sorted(scores)
+        if not steps:
+            print(f"{agent} on {dataset}: no evaluations yet", file=sys.stderr)
+            continue
+        ax = panel[dataset]
+        seeds = [np.array(scores[s]) for s in steps]
+        label = f"{agent}, {length:,}-update run ({len(seeds[-1])} seeds)"
+        line, = ax.plot(steps, [s.mean() for s in seeds], marker=".", label=label)
+        ax.fill_between(steps, [s.min() for s in seeds], [s.max() for s in seeds],
+                        color=line.get_color(), alpha=0.15)
+    for dataset, ax in panel.items():
+        ax.set_title(dataset)
+        ax.set_xlabel("updates")
+        ax.set_ylabel("D4RL normalized score")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", nargs="+", type=Path, help="run folders")
+    p.add_argument("--out", type=Path, default=Path("curves.png"))
+    args = p.parse_args(argv)
+    plot(args.runs, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

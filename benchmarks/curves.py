@@ -1,7 +1,8 @@
 """Learning curves from run folders: each run's D4RL score at every evaluation, the mean over
 its seeds drawn as a line and their range shaded; one panel per dataset.
 
-    python benchmarks/curves.py runs/report/*/halfcheetah-medium/seeds* --out curves.png
+    python benchmarks/curves.py runs/report/*/halfcheetah-medium/seeds* --out curves.png \
+        --hline "data=33.0"
 
 A run folder is what `rlcore train` writes: its config.yaml, and metrics.jsonl in it (one seed)
 or in its seed<k>/ folders (`seeds=K`).
@@ -33,7 +34,7 @@ def read_run(run: Path) -> tuple[str, str, int, dict[int, list[float]]]:
     return cfg.agent.name, dataset_label(cfg), int(cfg.trainer.steps), scores
 
 
-def plot(runs: list[Path], out: Path) -> None:
+def plot(runs: list[Path], out: Path, hlines: dict[str, float] | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -53,6 +54,8 @@ def plot(runs: list[Path], out: Path) -> None:
         ax.fill_between(steps, [s.min() for s in seeds], [s.max() for s in seeds],
                         color=line.get_color(), alpha=0.15)
     for dataset, ax in panel.items():
+        for label, score in (hlines or {}).items():
+            ax.axhline(score, color="gray", linestyle="--", linewidth=1, label=label)
         ax.set_title(dataset)
         ax.set_xlabel("updates")
         ax.set_ylabel("D4RL normalized score")
@@ -67,8 +70,19 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", type=Path, help="run folders")
     p.add_argument("--out", type=Path, default=Path("curves.png"))
+    p.add_argument("--hline", action="append", default=[], metavar="LABEL=SCORE",
+                   help="a dashed reference level on every panel (e.g. the data's score)")
     args = p.parse_args(argv)
-    plot(args.runs, args.out)
+    hlines = {}
+    for item in args.hline:
+        label, _, score = item.rpartition("=")
+        try:
+            if not label:
+                raise ValueError(item)
+            hlines[label] = float(score)
+        except ValueError:
+            p.error(f"--hline {item!r}: give LABEL=SCORE, e.g. data=33.0")
+    plot(args.runs, args.out, hlines)
     print(f"wrote {args.out}")
     return 0
 

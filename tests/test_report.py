@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,7 +50,7 @@ def test_a_report_killed_mid_cell_resumes_it_and_ends_as_an_uninterrupted_one(tm
     assert (cell_dir / "checkpoints" / "step_000000008.pt").exists()
 
 
-def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path):
+def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path, capsys):
     cell = run_report(tmp_path, "table")["bc@hopper-pd-noisy"]
     run = (tmp_path / "runs" / cell[0]["run_dir"]).parent
     agent, dataset, length, scores = curves.read_run(run)
@@ -56,5 +58,8 @@ def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path):
     assert sorted(scores) == [4, 8]
     assert scores[8] == [c["last"] for c in cell]
     assert max(scores[4][0], scores[8][0]) == cell[0]["best"]
-    assert curves.main([str(run), "--out", str(tmp_path / "curves.png")]) == 0
+    assert curves.main([str(run), "--out", str(tmp_path / "curves.png"), "--hline", "data=27.4"]) == 0
     assert (tmp_path / "curves.png").stat().st_size > 0
+    with pytest.raises(SystemExit):
+        curves.main([str(run), "--hline", "27.4"])
+    assert "give LABEL=SCORE" in capsys.readouterr().err

@@ -15,6 +15,7 @@ no expert labels, O-DICE-IL has nothing that tells the expert apart inside a mix
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -54,11 +55,15 @@ def jobs(args) -> list[tuple[str, str, list[str]]]:
 
 
 def run_cell(agent: str, dataset: str, overrides: list[str], args) -> list[dict]:
-    """Train one cell in a run folder named by the cell, checkpointing at every evaluation:
-    a report killed mid-cell resumes that cell from its newest checkpoint when run again."""
+    """Train one cell in a run folder named by the cell (and a digest of `--override`, so other
+    settings never resume it), checkpointing at every evaluation: a report killed mid-cell
+    resumes that cell from its newest checkpoint when run again."""
     from rlcore.config import load_config
     from rlcore.trainer import train
-    run_dir = Path(args.runs) / agent / dataset / f"seeds{args.seeds}-steps{args.steps}"
+    name = f"seeds{args.seeds}-steps{args.steps}"
+    if args.override:
+        name += "-" + hashlib.sha256("\n".join(args.override).encode()).hexdigest()[:8]
+    run_dir = Path(args.runs) / agent / dataset / name
     cfg = load_config([*overrides, f"seeds={args.seeds}", f"trainer.steps={args.steps}",
                        f"trainer.eval_every={max(args.steps // 4, 1)}",
                        "trainer.checkpoint_every=${trainer.eval_every}",

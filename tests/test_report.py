@@ -23,9 +23,10 @@ TINY = ["agent.hidden=[32,32]", "agent.batch_size=32", "data.transitions=3000",
         "trainer.compile=eager"]
 
 
-def run_report(tmp_path, out):
+def run_report(tmp_path, out, *extra):
     argv = ["--steps", "8", "--seeds", "2", "--agents", "bc", "--datasets", "hopper-pd-noisy",
-            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / out), "--override", *TINY]
+            "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / out),
+            "--override", *TINY, *extra]
     assert report.main(argv) == 0
     return json.loads((tmp_path / f"{out}.json").read_text())
 
@@ -48,6 +49,9 @@ def test_a_report_killed_mid_cell_resumes_it_and_ends_as_an_uninterrupted_one(tm
     assert [(c["last"], c["best"]) for c in resumed["bc@hopper-pd-noisy"]] == \
         [(c["last"], c["best"]) for c in cell]
     assert (cell_dir / "checkpoints" / "step_000000008.pt").exists()
+
+    other = run_report(tmp_path, "other", "agent.lr=1e-3")["bc@hopper-pd-noisy"]
+    assert Path(other[0]["run_dir"]).parent != Path(cell[0]["run_dir"]).parent  # not resumed
 
 
 def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path, capsys):

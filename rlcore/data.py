@@ -71,6 +71,18 @@ class OfflineDataset:
             sums = sums[:-1]
         return sums
 
+    def returns_to_go(self, discount: float) -> np.ndarray:
+        """G_t = r_t + discount (1 - terminal_t) G_{t+1} within each episode: the discounted
+        Monte-Carlo return from every transition (cut short where a time limit ended it)."""
+        out = np.zeros(len(self))
+        last = np.zeros(len(self), bool)
+        last[self.episode_ends() - 1] = True
+        acc = 0.0
+        for t in range(len(self) - 1, -1, -1):
+            acc = float(self.rewards[t]) + (0.0 if last[t] else discount * acc)
+            out[t] = acc
+        return out
+
     def summary(self) -> dict:
         returns = self.episode_returns()
         return {"name": self.name, "transitions": len(self), "episodes": len(self.episode_ends()),

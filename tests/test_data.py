@@ -100,6 +100,14 @@ def test_episode_returns_and_return_range_scaling():
         transform_rewards(ds, "divide_by_pi", 1000)
 
 
+def test_returns_to_go_restart_at_every_episode_end():
+    ds = episodes_dataset([3, 2])
+    ds = from_arrays("rtg", {**ds.arrays(), "rewards": np.array([1.0, 2.0, 4.0, 8.0, 16.0])})
+    g = 0.5
+    np.testing.assert_allclose(ds.returns_to_go(g), [1 + g * 2 + g * g * 4, 2 + g * 4, 4,
+                                                    8 + g * 16, 16])
+
+
 def test_obs_normalizer_matches_d4rl_convention():
     ds = episodes_dataset([30])
     norm = ObsNormalizer(ds.obs_dim)

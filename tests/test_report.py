@@ -1,10 +1,13 @@
-"""benchmarks/report.py (the results table, resuming a report killed mid-cell) and
-benchmarks/curves.py (learning curves from its run folders)."""
+"""benchmarks/report.py (the results table, resuming a report killed mid-cell),
+benchmarks/curves.py (learning curves from its run folders) and benchmarks/value_probe.py."""
 import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from rlcore.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -16,15 +19,15 @@ def load_script(name):
     return module
 
 
-report, curves = load_script("report"), load_script("curves")
+report, curves, value_probe = (load_script(name) for name in ("report", "curves", "value_probe"))
 
 TINY = ["agent.hidden=[32,32]", "agent.batch_size=32", "data.transitions=3000",
         "trainer.eval_every=4", "trainer.eval_episodes=2", "trainer.progress=false",
         "trainer.compile=eager"]
 
 
-def run_report(tmp_path, out, *extra):
-    argv = ["--steps", "8", "--seeds", "2", "--agents", "bc", "--datasets", "hopper-pd-noisy",
+def run_report(tmp_path, out, *extra, agent="bc"):
+    argv = ["--steps", "8", "--seeds", "2", "--agents", agent, "--datasets", "hopper-pd-noisy",
             "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / out),
             "--override", *TINY, *extra]
     assert report.main(argv) == 0
@@ -67,3 +70,27 @@ def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path, 
     with pytest.raises(SystemExit):
         curves.main([str(run), "--hline", "27.4"])
     assert "give LABEL=SCORE" in capsys.readouterr().err
+
+
+def test_probe_states_skip_the_cut_tail_of_time_limited_episodes_only():
+    from tests.conftest import episodes_dataset
+    ds = episodes_dataset([6, 4], terminal_last=[False, True])     # a time-limit cut, a terminal
+    rows, returns = value_probe.probe_states(ds, 0.9, tail=3, count=100, seed=0)
+    assert sorted(rows) == [0, 1, 2, 6, 7, 8, 9]
+    np.testing.assert_allclose(returns, ds.returns_to_go(0.9)[rows])
+    with pytest.raises(UserError, match="lower --tail"):
+        value_probe.probe_states(episodes_dataset([4], terminal_last=[False]), 0.9, 5, 10, 0)
+
+
+def test_value_probe_reads_every_seed_of_a_run_and_refuses_an_agent_without_a_critic(tmp_path):
+    cell = run_report(tmp_path, "iql", agent="iql")["iql@hopper-pd-noisy"]
+    run = (tmp_path / "runs" / cell[0]["run_dir"]).parent
+    rows = value_probe.probe_run(run, count=500, tail=10)
+    assert [r["seed"] for r in rows] == [0, 1] and all(r["step"] == 8 for r in rows)
+    for r in rows:
+        assert all(np.isfinite(r[k]) for k in value_probe.COLUMNS[3:])
+        assert 0 <= r["p_uniform_above_data"] <= 1 and -1 <= r["v_corr"] <= 1
+    assert rows[0]["v"] != rows[1]["v"]                   # each seed its own networks
+    bc = run_report(tmp_path, "bc")["bc@hopper-pd-noisy"]
+    with pytest.raises(UserError, match="'bc' has neither a value network nor a critic"):
+        value_probe.probe_run((tmp_path / "runs" / bc[0]["run_dir"]).parent)

@@ -34,7 +34,8 @@ def read_run(run: Path) -> tuple[str, str, int, dict[int, list[float]]]:
     return cfg.agent.name, dataset_label(cfg), int(cfg.trainer.steps), scores
 
 
-def plot(runs: list[Path], out: Path, hlines: dict[str, float] | None = None) -> None:
+def plot(runs: list[Path], out: Path, hlines: dict[str, float] | None = None,
+         labels: list[str] | None = None) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -42,14 +43,14 @@ def plot(runs: list[Path], out: Path, hlines: dict[str, float] | None = None) ->
     datasets = list(dict.fromkeys(curve[1] for curve in curves))
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
     panel = dict(zip(datasets, axes[0]))
-    for agent, dataset, length, scores in curves:
+    for (agent, dataset, length, scores), name in zip(curves, labels or [None] * len(curves)):
         steps = sorted(scores)
         if not steps:
             print(f"{agent} on {dataset}: no evaluations yet", file=sys.stderr)
             continue
         ax = panel[dataset]
         seeds = [np.array(scores[s]) for s in steps]
-        label = f"{agent}, {length:,}-update run ({len(seeds[-1])} seeds)"
+        label = f"{name or agent}, {length:,}-update run ({len(seeds[-1])} seeds)"
         line, = ax.plot(steps, [s.mean() for s in seeds], marker=".", label=label)
         ax.fill_between(steps, [s.min() for s in seeds], [s.max() for s in seeds],
                         color=line.get_color(), alpha=0.15)
@@ -72,7 +73,12 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=Path("curves.png"))
     p.add_argument("--hline", action="append", default=[], metavar="LABEL=SCORE",
                    help="a dashed reference level on every panel (e.g. the data's score)")
+    p.add_argument("--labels", nargs="+", metavar="LABEL",
+                   help="one legend name per run, in order (default: each run's agent), e.g. to "
+                        "tell apart runs of one agent with other settings")
     args = p.parse_args(argv)
+    if args.labels and len(args.labels) != len(args.runs):
+        p.error(f"--labels gives {len(args.labels)} names for {len(args.runs)} runs; give one per run")
     hlines = {}
     for item in args.hline:
         label, _, score = item.rpartition("=")
@@ -82,7 +88,7 @@ def main(argv=None) -> int:
             hlines[label] = float(score)
         except ValueError:
             p.error(f"--hline {item!r}: give LABEL=SCORE, e.g. data=33.0")
-    plot(args.runs, args.out, hlines)
+    plot(args.runs, args.out, hlines, args.labels)
     print(f"wrote {args.out}")
     return 0
 

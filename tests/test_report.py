@@ -70,6 +70,10 @@ def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path, 
     with pytest.raises(SystemExit):
         curves.main([str(run), "--hline", "27.4"])
     assert "give LABEL=SCORE" in capsys.readouterr().err
+    assert curves.main([str(run), "--out", str(tmp_path / "named.png"), "--labels", "bc lr 1e-3"]) == 0
+    with pytest.raises(SystemExit):
+        curves.main([str(run), "--labels", "a", "b"])
+    assert "2 names for 1 runs" in capsys.readouterr().err
 
 
 def test_probe_states_skip_the_cut_tail_of_time_limited_episodes_only():

@@ -27,6 +27,7 @@ from omegaconf import OmegaConf
 from rlcore.checkpoint import latest_checkpoint, load_checkpoint
 from rlcore.errors import UserError
 from rlcore.fileio import atomic_write_text
+from rlcore.seeds import resolve_seeds
 from rlcore.trainer import prepare
 
 
@@ -88,8 +89,9 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0)
                               ("policy", agent.policy_action(s, True))):
             q[name] = agent.q(agent.target_critic, s, actions).min(1).values
     out = []
-    for k in range(S):
-        row = {"run": str(run_dir), "agent": cfg.agent.name, "step": int(state["step"]), "seed": k,
+    for k, seed_value in enumerate(resolve_seeds(cfg)):
+        row = {"run": str(run_dir), "agent": cfg.agent.name, "step": int(state["step"]),
+               "seed": seed_value,
                "states": len(rows), "return_to_go": float(g.mean())}
         if v is not None:
             row.update(v=float(v[k].mean()), v_bias=float((v[k] - g).mean()), v_corr=corr(v[k], g))

@@ -22,10 +22,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from omegaconf import OmegaConf
 
-from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+from rlcore.checkpoint import load_checkpoint
 from rlcore.errors import UserError
+from rlcore.evaluate_run import run_config_and_checkpoint
 from rlcore.fileio import atomic_write_text
 from rlcore.seeds import resolve_seeds
 from rlcore.trainer import prepare
@@ -54,12 +54,7 @@ def corr(x: torch.Tensor, y: torch.Tensor) -> float:
 @torch.no_grad()
 def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0) -> list[dict]:
     """One dict per seed of the run's newest checkpoint."""
-    if not (run_dir / "config.yaml").exists():
-        raise UserError(f"{run_dir} is not a run folder (no config.yaml)")
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise UserError(f"no checkpoint in {run_dir / 'checkpoints'}")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    cfg, checkpoint = run_config_and_checkpoint(run_dir)
     setup = prepare(cfg, torch.device("cpu"), progress=False)
     agent = setup.agent
     state = load_checkpoint(checkpoint)
@@ -91,8 +86,7 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0)
     out = []
     for k, seed_value in enumerate(resolve_seeds(cfg)):
         row = {"run": str(run_dir), "agent": cfg.agent.name, "step": int(state["step"]),
-               "seed": seed_value,
-               "states": len(rows), "return_to_go": float(g.mean())}
+               "seed": seed_value, "states": len(rows), "return_to_go": float(g.mean())}
         if v is not None:
             row.update(v=float(v[k].mean()), v_bias=float((v[k] - g).mean()), v_corr=corr(v[k], g))
         if q:

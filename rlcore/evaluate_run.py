@@ -16,14 +16,19 @@ from rlcore.seeds import resolve_seeds
 from rlcore.trainer import build_agent, make_evaluator
 
 
-def evaluate_run(run_dir: Path, episodes: int | None = None, checkpoint: str | None = None,
-                 device: str = "auto", seed: int = 12345) -> dict:
+def run_config_and_checkpoint(run_dir: Path, checkpoint: str | None = None):
+    """A run folder's config and its checkpoint (the newest unless one is named), or a clear error."""
     if not (run_dir / "config.yaml").exists():
         raise UserError(f"{run_dir} is not a run folder (no config.yaml)")
     path = Path(checkpoint) if checkpoint else latest_checkpoint(run_dir)
     if path is None or not path.exists():
         raise UserError(f"no checkpoint found in {run_dir / 'checkpoints'}")
-    cfg = OmegaConf.load(run_dir / "config.yaml")
+    return OmegaConf.load(run_dir / "config.yaml"), path
+
+
+def evaluate_run(run_dir: Path, episodes: int | None = None, checkpoint: str | None = None,
+                 device: str = "auto", seed: int = 12345) -> dict:
+    cfg, path = run_config_and_checkpoint(run_dir, checkpoint)
     dev = resolve_device(device)
     state = load_checkpoint(path, dev)
     agent = build_agent(cfg, Spec(**state["spec"]), dev)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from rlcore.errors import UserError
+from tests.conftest import episodes_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -77,7 +78,6 @@ def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path, 
 
 
 def test_probe_states_skip_the_cut_tail_of_time_limited_episodes_only():
-    from tests.conftest import episodes_dataset
     ds = episodes_dataset([6, 4], terminal_last=[False, True])     # a time-limit cut, a terminal
     rows, returns = value_probe.probe_states(ds, 0.9, tail=3, count=100, seed=0)
     assert sorted(rows) == [0, 1, 2, 6, 7, 8, 9]

@@ -19,6 +19,9 @@ with jaxrl's orthogonal(sqrt 2) init; a Gaussian actor with a tanh mean and a st
 log-std (min -5), its learning rate cosine-decayed over the run; Adam 3e-4; batch 1024.
 Departures: the actor's hidden layers use PyTorch's default init (jaxrl's policy init was not
 verified); reverse_kl's batch max m is taken per seed (each seed its own batch).
+Defaults are the authors' locomotion command (chi_square, temp 1). With it V only rises (the loss
+is flat for -4 < x < 0) and floats above the data's Q; at 10k updates on the generated datasets
+`f=total_variation temp=0.8` scored higher on all nine (docs/agents.md, sessions 9 and 10).
 """
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
 """The agents' results table: every (agent, dataset) trained with `seeds=K` in one process,
-the last evaluation's D4RL normalized score per seed, written as a markdown table, a JSON file
-and a bar plot. Finished cells are kept in the JSON and an unfinished one resumes from its newest
-checkpoint (taken at every evaluation), so a killed report picks up where it was. Each seed's
-`run_dir` in the JSON is relative to `--runs`, so the JSON does not name this machine.
+the last and the best evaluation's D4RL normalized score per seed, written as markdown tables, a
+JSON file and a bar plot of the last scores. One --out holds one run length (--steps). Finished
+cells are kept in the JSON and an unfinished one resumes from its newest checkpoint (taken at
+every evaluation), so a killed report picks up where it was. Each seed's `run_dir` in the JSON
+is relative to `--runs`, so the JSON does not name this machine.
 
     python benchmarks/report.py --steps 5000 --seeds 3 --datasets hopper-medium \
         --agents bc td3bc iql fdvl a2pr odice --imitation hopper-medium:1:hopper-random
@@ -69,7 +70,7 @@ def run_cell(agent: str, dataset: str, overrides: list[str], args) -> list[dict]
                        "trainer.checkpoint_every=${trainer.eval_every}",
                        f"run_dir={run_dir}", *args.override])
     data = load_dataset_summary(cfg)
-    return [{"seed": r.seed, "last": r.last_score, "best": r.best_score,
+    return [{"seed": r.seed, "steps": args.steps, "last": r.last_score, "best": r.best_score,
              "run_dir": Path(r.run_dir).resolve().relative_to(Path(args.runs).resolve()).as_posix(),
              "data_score": data} for r in train(cfg)]
 
@@ -84,27 +85,34 @@ def load_dataset_summary(cfg) -> float | None:
     return float(reference_for(cfg.env.score, ds.metadata).normalize(ds.episode_returns().mean()))
 
 
+def check_steps(results: dict, steps: int) -> None:
+    """A table is for one run length: refuse cells the JSON records at another."""
+    other = {k: c[0]["steps"] for k, c in results.items() if c[0].get("steps", steps) != steps}
+    if other:
+        cells = ", ".join(f"{k} ({n:,})" for k, n in other.items())
+        raise SystemExit(f"{cells} in this --out were trained for other update counts than "
+                         f"--steps {steps:,}: pass their --steps, or another --out")
+
+
 def write_table(results: dict, args) -> str:
+    """Two tables, as the field reports runs: the last evaluation's score and the best one's, a
+    row per dataset (the behaviour data's own score beside it) and a column per agent."""
     datasets = list(dict.fromkeys(k.split("@", 1)[1] for k in results))
     agents = list(dict.fromkeys(k.split("@", 1)[0] for k in results))
-    lines = [f"D4RL normalized score of the last evaluation (10 episodes per seed), mean ± std over "
-             f"{args.seeds} seeds trained at once (`seeds={args.seeds}`), after {args.steps:,} updates.",
-             "", "| agent | " + " | ".join(datasets) + " |", "|---|" + "---|" * len(datasets)]
-    for agent in agents:
-        row = []
+    lines = [f"D4RL normalized score (10 episodes per seed), mean ± std over {args.seeds} seeds "
+             f"trained at once (`seeds={args.seeds}`), {args.steps:,} updates; *data* is the "
+             "behaviour data's mean score."]
+    for which, title in (("last", "Last evaluation"), ("best", "Best evaluation")):
+        lines += ["", f"{title}:", "", "| dataset | *data* | " + " | ".join(agents) + " |",
+                  "|---|" + "---|" * (len(agents) + 1)]
         for dataset in datasets:
-            cell = results.get(cell_key(agent, dataset))
-            if cell is None:
-                row.append("")
-                continue
-            last = np.array([c["last"] for c in cell])
-            row.append(f"{last.mean():.1f} ± {last.std():.1f}")
-        lines.append(f"| {agent} | " + " | ".join(row) + " |")
-    data_row = []
-    for dataset in datasets:
-        scores = [c[0]["data_score"] for k, c in results.items() if k.endswith("@" + dataset)]
-        data_row.append("" if scores[0] is None else f"{scores[0]:.1f}")
-    lines.append("| *data (behaviour mean)* | " + " | ".join(data_row) + " |")
+            data = next(c[0]["data_score"] for k, c in results.items() if k.endswith("@" + dataset))
+            row = ["" if data is None else f"*{data:.1f}*"]
+            for agent in agents:
+                cell = results.get(cell_key(agent, dataset))
+                scores = np.array([c[which] for c in cell]) if cell else None
+                row.append("" if cell is None else f"{scores.mean():.1f} ± {scores.std():.1f}")
+            lines.append(f"| {dataset} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -113,14 +121,22 @@ def write_plot(results: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     datasets = list(dict.fromkeys(k.split("@", 1)[1] for k in results))
-    fig, axes = plt.subplots(1, len(datasets), figsize=(4.5 * len(datasets), 3.2), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets):
+    cols = min(len(datasets), 3)
+    rows = -(-len(datasets) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
+    for ax in axes.flat[len(datasets):]:
+        ax.set_visible(False)
+    for ax, dataset in zip(axes.flat, datasets):
         cells = [(k.split("@")[0], np.array([c["last"] for c in v]))
                  for k, v in results.items() if k.endswith("@" + dataset)]
         names = [n for n, _ in cells]
         ax.bar(names, [s.mean() for _, s in cells], yerr=[s.std() for _, s in cells], capsize=3)
         for i, (_, s) in enumerate(cells):
             ax.scatter([i] * len(s), s, color="k", s=8, zorder=3)
+        data = results[cell_key(names[0], dataset)][0]["data_score"]
+        if data is not None:
+            ax.axhline(data, color="grey", linestyle="--", linewidth=1, label="data")
+            ax.legend(fontsize=7, loc="upper right")
         ax.set_title(dataset, fontsize=9)
         ax.set_ylabel("D4RL normalized score")
         ax.tick_params(axis="x", rotation=45)
@@ -146,6 +162,7 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     store = out.with_suffix(".json")
     results = json.loads(store.read_text()) if store.exists() else {}
+    check_steps(results, args.steps)
     from rlcore.fileio import atomic_write_text
     for agent, dataset, overrides in jobs(args):
         key = cell_key(agent, dataset)

@@ -2,6 +2,7 @@
 benchmarks/curves.py (learning curves from its run folders) and benchmarks/value_probe.py."""
 import importlib.util
 import json
+from argparse import Namespace
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def run_report(tmp_path, out, *extra, agent="bc"):
 def test_a_report_killed_mid_cell_resumes_it_and_ends_as_an_uninterrupted_one(tmp_path):
     first = run_report(tmp_path, "first")
     cell = first["bc@hopper-pd-noisy"]
-    assert [c["seed"] for c in cell] == [0, 1]
+    assert [c["seed"] for c in cell] == [0, 1] and all(c["steps"] == 8 for c in cell)
     for c in cell:   # relative to --runs: the JSON names no folder of this machine
         assert not Path(c["run_dir"]).is_absolute()
         assert (tmp_path / "runs" / c["run_dir"] / "metrics.jsonl").exists()
@@ -56,6 +57,20 @@ def test_a_report_killed_mid_cell_resumes_it_and_ends_as_an_uninterrupted_one(tm
 
     other = run_report(tmp_path, "other", "agent.lr=1e-3")["bc@hopper-pd-noisy"]
     assert Path(other[0]["run_dir"]).parent != Path(cell[0]["run_dir"]).parent  # not resumed
+
+
+def test_a_table_reports_last_and_best_and_holds_one_run_length():
+    seed = {"run_dir": "x", "data_score": 27.0}
+    results = {"bc@hopper-medium": [{**seed, "seed": 0, "steps": 8, "last": 1.0, "best": 3.0},
+                                    {**seed, "seed": 1, "steps": 8, "last": 3.0, "best": 7.0}],
+               "iql@hopper-medium": [{**seed, "seed": 0, "last": 5.0, "best": 5.0}]}  # no "steps"
+    last, best = report.write_table(results, Namespace(seeds=2, steps=8)).split("Best evaluation")
+    assert "| dataset | *data* | bc | iql |" in last
+    assert "| hopper-medium | *27.0* | 2.0 ± 1.0 | 5.0 ± 0.0 |" in last
+    assert "| hopper-medium | *27.0* | 5.0 ± 2.0 | 5.0 ± 0.0 |" in best
+    report.check_steps(results, 8)            # a cell written before steps were recorded passes
+    with pytest.raises(SystemExit, match=r"bc@hopper-medium \(8\).*--steps 10,000"):
+        report.check_steps(results, 10_000)
 
 
 def test_curves_read_each_seeds_evaluations_from_a_reports_run_folder(tmp_path, capsys):

@@ -110,8 +110,8 @@ def write_table(results: dict, args) -> str:
             row = ["" if data is None else f"*{data:.1f}*"]
             for agent in agents:
                 cell = results.get(cell_key(agent, dataset))
-                scores = np.array([c[which] for c in cell]) if cell else None
-                row.append("" if cell is None else f"{scores.mean():.1f} ± {scores.std():.1f}")
+                scores = np.array([c[which] for c in cell or []])
+                row.append(f"{scores.mean():.1f} ± {scores.std():.1f}" if cell else "")
             lines.append(f"| {dataset} | " + " | ".join(row) + " |")
     return "\n".join(lines) + "\n"
 

@@ -11,6 +11,10 @@ For each seed of a run folder (its newest checkpoint), on dataset states:
 States whose episode was cut by a time limit are used only `--tail` steps or more before the cut,
 so the missing tail weighs at most discount^tail. Agents with a `value` network and/or a
 twin critic read through `q(critic, s, a)` (IQL, f-DVL, A2PR, TD3+BC, O-DICE's V) are probed.
+
+`--near-terminal` adds, for every state of an episode that ends in a terminal (a fall), mean V(s)
+and G by the steps left before that terminal: does V fall toward a failure as the data's returns
+do, or does the value stay level up to the end?
 """
 from __future__ import annotations
 
@@ -47,13 +51,28 @@ def probe_states(dataset, discount: float, tail: int, count: int, seed: int):
     return rows, dataset.returns_to_go(discount)[rows]
 
 
+NEAR_TERMINAL = ((0, 0), (1, 4), (5, 19), (20, 49), (50, 99), (100, 199))  # steps left, inclusive
+
+
+def steps_to_terminal(dataset) -> np.ndarray:
+    """Per row: steps left before its episode's terminal transition (0 on that transition);
+    -1 in episodes not ended by a terminal (a time limit, or unfinished)."""
+    left = np.full(len(dataset), -1, dtype=np.int64)
+    for start, end in zip(dataset.episode_starts(), dataset.episode_ends()):
+        if dataset.terminals[end - 1]:
+            left[start:end] = np.arange(end - start)[::-1]
+    return left
+
+
 def corr(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(torch.corrcoef(torch.stack([x, y]))[0, 1])
 
 
 @torch.no_grad()
-def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0) -> list[dict]:
-    """One dict per seed of the run's newest checkpoint."""
+def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0,
+              near_terminal: bool = False) -> list[dict]:
+    """One dict per seed of the run's newest checkpoint (with `near_terminal`, its
+    "near_terminal" entry: V and G by steps left before a terminal, NEAR_TERMINAL's bins)."""
     cfg, checkpoint = run_config_and_checkpoint(run_dir)
     setup = prepare(cfg, torch.device("cpu"), progress=False)
     agent = setup.agent
@@ -75,9 +94,20 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0)
     generator = torch.Generator().manual_seed(seed)
     uniform = torch.rand(a.shape, generator=generator) * 2 - 1
 
-    v = agent.value(s) if has_value else None
-    if v is not None and v.dim() == 3:                  # twin V heads ([S, heads, B]): their mean
-        v = v.mean(1)
+    def value(states):                                  # twin V heads ([S, heads, B]): their mean
+        v = agent.value(states.expand(S, -1, -1))
+        return v.mean(1) if v.dim() == 3 else v
+
+    v = value(data["observations"][rows]) if has_value else None
+    bins = []
+    if near_terminal and has_value:
+        left = steps_to_terminal(dataset)
+        all_returns = dataset.returns_to_go(discount)
+        for low, high in NEAR_TERMINAL:
+            at = np.flatnonzero((left >= low) & (left <= high))
+            if len(at):
+                bins.append((f"{low}" if low == high else f"{low}-{high}", len(at),
+                             float(all_returns[at].mean()), value(data["observations"][at])))
     q = {}
     if has_critic:
         for name, actions in (("data", a), ("uniform", uniform),
@@ -89,6 +119,9 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0)
                "seed": seed_value, "states": len(rows), "return_to_go": float(g.mean())}
         if v is not None:
             row.update(v=float(v[k].mean()), v_bias=float((v[k] - g).mean()), v_corr=corr(v[k], g))
+        if bins:
+            row["near_terminal"] = [{"steps_left": name, "states": n, "return_to_go": g_mean,
+                                     "v": float(values[k].mean())} for name, n, g_mean, values in bins]
         if q:
             row.update(q_data_corr=corr(q["data"][k], g),
                        q_uniform_minus_data=float((q["uniform"][k] - q["data"][k]).mean()),
@@ -110,6 +143,13 @@ def markdown(rows: list[dict]) -> str:
         return "" if value is None else f"{value:.3g}" if isinstance(value, float) else str(value)
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cell(r.get(c)) for c in COLUMNS) + " |" for r in rows]
+    near = [r for r in rows if r.get("near_terminal")]
+    if near:
+        names = [b["steps_left"] for b in near[0]["near_terminal"]]
+        lines += ["", "Mean V(s) (and the data's G) by steps left before a terminal:", "",
+                  "| agent | step | seed | " + " | ".join(names) + " |", "|" + "---|" * (3 + len(names))]
+        lines += [f"| {r['agent']} | {r['step']} | {r['seed']} | " + " | ".join(
+            f"{b['v']:.3g} ({b['return_to_go']:.3g})" for b in r["near_terminal"]) + " |" for r in near]
     return "\n".join(lines)
 
 
@@ -120,10 +160,13 @@ def main(argv=None) -> int:
     parser.add_argument("--tail", type=int, default=500,
                         help="skip this many steps before a time-limit cut")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--near-terminal", action="store_true",
+                        help="also V and G by steps left before a terminal")
     parser.add_argument("--out", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     try:
-        rows = [row for run in args.runs for row in probe_run(run, args.states, args.tail, args.seed)]
+        rows = [row for run in args.runs for row in probe_run(run, args.states, args.tail, args.seed,
+                                                   args.near_terminal)]
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

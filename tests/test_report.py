@@ -101,10 +101,19 @@ def test_probe_states_skip_the_cut_tail_of_time_limited_episodes_only():
         value_probe.probe_states(episodes_dataset([4], terminal_last=[False]), 0.9, 5, 10, 0)
 
 
+def test_steps_to_terminal_counts_down_to_a_fall_and_skips_time_limited_episodes():
+    ds = episodes_dataset([3, 4, 2], terminal_last=[True, False, True])
+    np.testing.assert_array_equal(value_probe.steps_to_terminal(ds), [2, 1, 0, -1, -1, -1, -1, 1, 0])
+
+
 def test_value_probe_reads_every_seed_of_a_run_and_refuses_an_agent_without_a_critic(tmp_path):
     cell = run_report(tmp_path, "iql", agent="iql")["iql@hopper-pd-noisy"]
     run = (tmp_path / "runs" / cell[0]["run_dir"]).parent
-    rows = value_probe.probe_run(run, count=500, tail=10)
+    rows = value_probe.probe_run(run, count=500, tail=10, near_terminal=True)
+    bins = rows[0]["near_terminal"]                       # the PD data's noisiest episodes fall
+    assert bins[0]["steps_left"] == "0" and bins[0]["states"] > 0
+    assert [b["v"] for b in bins] != [b["v"] for b in rows[1]["near_terminal"]]
+    assert "by steps left before a terminal" in value_probe.markdown(rows)
     assert [r["seed"] for r in rows] == [0, 1] and all(r["step"] == 8 for r in rows)
     for r in rows:
         assert all(np.isfinite(r[k]) for k in value_probe.COLUMNS[3:])

@@ -31,6 +31,16 @@ def cell_key(agent: str, dataset: str) -> str:
     return f"{agent}@{dataset}"
 
 
+def datasets_of(results: dict) -> list[str]:
+    """The datasets of a report's cells, in the order they were first added."""
+    return list(dict.fromkeys(k.split("@", 1)[1] for k in results))
+
+
+def data_score(results: dict, dataset: str) -> float | None:
+    """The behaviour data's own score, recorded with every cell of that dataset."""
+    return next(c[0]["data_score"] for k, c in results.items() if k.endswith("@" + dataset))
+
+
 def jobs(args) -> list[tuple[str, str, list[str]]]:
     """(agent, dataset label, overrides) for every cell of the table."""
     out = []
@@ -97,7 +107,7 @@ def check_steps(results: dict, steps: int) -> None:
 def write_table(results: dict, args) -> str:
     """Two tables, as the field reports runs: the last evaluation's score and the best one's, a
     row per dataset (the behaviour data's own score beside it) and a column per agent."""
-    datasets = list(dict.fromkeys(k.split("@", 1)[1] for k in results))
+    datasets = datasets_of(results)
     agents = list(dict.fromkeys(k.split("@", 1)[0] for k in results))
     lines = [f"D4RL normalized score (10 episodes per seed), mean ± std over {args.seeds} seeds "
              f"trained at once (`seeds={args.seeds}`), {args.steps:,} updates; *data* is the "
@@ -106,7 +116,7 @@ def write_table(results: dict, args) -> str:
         lines += ["", f"{title}:", "", "| dataset | *data* | " + " | ".join(agents) + " |",
                   "|---|" + "---|" * (len(agents) + 1)]
         for dataset in datasets:
-            data = next(c[0]["data_score"] for k, c in results.items() if k.endswith("@" + dataset))
+            data = data_score(results, dataset)
             row = ["" if data is None else f"*{data:.1f}*"]
             for agent in agents:
                 cell = results.get(cell_key(agent, dataset))
@@ -120,7 +130,7 @@ def write_plot(results: dict, path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    datasets = list(dict.fromkeys(k.split("@", 1)[1] for k in results))
+    datasets = datasets_of(results)
     cols = min(len(datasets), 3)
     rows = -(-len(datasets) // cols)
     fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.4 * rows), squeeze=False)
@@ -133,7 +143,7 @@ def write_plot(results: dict, path: Path) -> None:
         ax.bar(names, [s.mean() for _, s in cells], yerr=[s.std() for _, s in cells], capsize=3)
         for i, (_, s) in enumerate(cells):
             ax.scatter([i] * len(s), s, color="k", s=8, zorder=3)
-        data = results[cell_key(names[0], dataset)][0]["data_score"]
+        data = data_score(results, dataset)
         if data is not None:
             ax.axhline(data, color="grey", linestyle="--", linewidth=1, label="data")
             ax.legend(fontsize=7, loc="upper right")

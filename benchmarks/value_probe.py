@@ -88,7 +88,8 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0,
     discount = float(cfg.agent.discount)
     rows, returns = probe_states(dataset, discount, tail, count, seed)
     S = agent.spec.seeds
-    s = data["observations"][rows].expand(S, -1, -1)
+    observations = data["observations"][rows]
+    s = observations.expand(S, -1, -1)
     a = data["actions"][rows].clamp(-1, 1).expand(S, -1, -1)
     g = torch.as_tensor(returns, dtype=torch.float32)
     generator = torch.Generator().manual_seed(seed)
@@ -98,7 +99,7 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0,
         v = agent.value(states.expand(S, -1, -1))
         return v.mean(1) if v.dim() == 3 else v
 
-    v = value(data["observations"][rows]) if has_value else None
+    v = value(observations) if has_value else None
     bins = []
     if near_terminal and has_value:
         left = steps_to_terminal(dataset)

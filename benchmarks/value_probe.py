@@ -35,9 +35,9 @@ from rlcore.seeds import resolve_seeds
 from rlcore.trainer import prepare
 
 
-def probe_states(dataset, discount: float, tail: int, count: int, seed: int):
-    """Row indices (episodes ended by a terminal: any step; cut by a time limit: `tail` steps or
-    more before the cut) and their returns-to-go."""
+def probe_states(dataset, tail: int, count: int, seed: int) -> np.ndarray:
+    """Row indices: in episodes ended by a terminal, any step; in episodes cut by a time limit,
+    `tail` steps or more before the cut (where a return-to-go is not truncated much)."""
     ends = dataset.episode_ends()
     starts = dataset.episode_starts()
     usable = np.zeros(len(dataset), bool)
@@ -47,10 +47,10 @@ def probe_states(dataset, discount: float, tail: int, count: int, seed: int):
     if len(rows) == 0:
         raise UserError(f"no state of {dataset.name!r} lies {tail} steps before a time limit; "
                         "lower --tail")
-    rows = np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False)
-    return rows, dataset.returns_to_go(discount)[rows]
+    return np.random.default_rng(seed).choice(rows, min(count, len(rows)), replace=False)
 
 
+VALUE_CHUNK = 16384        # states per forward pass: a 1M-transition dataset's bins fit in memory
 NEAR_TERMINAL = ((0, 0), (1, 4), (5, 19), (20, 49), (50, 99), (100, 199))  # steps left, inclusive
 
 
@@ -85,30 +85,32 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0,
     # The buffer holds what the agent trained on: preprocessed rewards, normalised observations.
     data = setup.buffer.contents()
     dataset = replace(setup.dataset, rewards=data["rewards"].numpy())
-    discount = float(cfg.agent.discount)
-    rows, returns = probe_states(dataset, discount, tail, count, seed)
+    returns = dataset.returns_to_go(float(cfg.agent.discount))
+    rows = probe_states(dataset, tail, count, seed)
     S = agent.spec.seeds
     observations = data["observations"][rows]
     s = observations.expand(S, -1, -1)
     a = data["actions"][rows].clamp(-1, 1).expand(S, -1, -1)
-    g = torch.as_tensor(returns, dtype=torch.float32)
+    g = torch.as_tensor(returns[rows], dtype=torch.float32)
     generator = torch.Generator().manual_seed(seed)
     uniform = torch.rand(a.shape, generator=generator) * 2 - 1
 
-    def value(states):                                  # twin V heads ([S, heads, B]): their mean
-        v = agent.value(states.expand(S, -1, -1))
-        return v.mean(1) if v.dim() == 3 else v
+    def value(states):              # [S, B]; twin V heads ([S, heads, B]) give their mean
+        chunks = []
+        for chunk in states.split(VALUE_CHUNK):
+            v = agent.value(chunk.expand(S, -1, -1))
+            chunks.append(v.mean(1) if v.dim() == 3 else v)
+        return torch.cat(chunks, -1)
 
     v = value(observations) if has_value else None
     bins = []
     if near_terminal and has_value:
         left = steps_to_terminal(dataset)
-        all_returns = dataset.returns_to_go(discount)
         for low, high in NEAR_TERMINAL:
             at = np.flatnonzero((left >= low) & (left <= high))
             if len(at):
                 bins.append((f"{low}" if low == high else f"{low}-{high}", len(at),
-                             float(all_returns[at].mean()), value(data["observations"][at])))
+                             float(returns[at].mean()), value(data["observations"][at])))
     q = {}
     if has_critic:
         for name, actions in (("data", a), ("uniform", uniform),

@@ -170,7 +170,8 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    store = out.with_suffix(".json")
+    # OUT + extension, never with_suffix: a dotted name (runs-lam0.4) would lose its tail
+    store, table_file, plot_file = (out.with_name(out.name + ext) for ext in (".json", ".md", ".png"))
     results = json.loads(store.read_text()) if store.exists() else {}
     check_steps(results, args.steps)
     from rlcore.fileio import atomic_write_text
@@ -182,8 +183,8 @@ def main(argv=None) -> int:
         results[key] = run_cell(agent, dataset, overrides, args)
         atomic_write_text(store, json.dumps(results, indent=2))
     table = write_table(results, args)
-    atomic_write_text(out.with_suffix(".md"), table)
-    write_plot(results, out.with_suffix(".png"))
+    atomic_write_text(table_file, table)
+    write_plot(results, plot_file)
     print(table)
     return 0
 

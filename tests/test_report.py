@@ -33,6 +33,7 @@ def run_report(tmp_path, out, *extra, agent="bc"):
             "--runs", str(tmp_path / "runs"), "--out", str(tmp_path / out),
             "--override", *TINY, *extra]
     assert report.main(argv) == 0
+    assert (tmp_path / f"{out}.md").exists() and (tmp_path / f"{out}.png").exists()
     return json.loads((tmp_path / f"{out}.json").read_text())
 
 
@@ -55,7 +56,8 @@ def test_a_report_killed_mid_cell_resumes_it_and_ends_as_an_uninterrupted_one(tm
         [(c["last"], c["best"]) for c in cell]
     assert (cell_dir / "checkpoints" / "step_000000008.pt").exists()
 
-    other = run_report(tmp_path, "other", "agent.lr=1e-3")["bc@hopper-pd-noisy"]
+    # a dotted --out keeps its whole name (OUT.json, not OU.json with the tail dropped)
+    other = run_report(tmp_path, "other-lr-1.0e-3", "agent.lr=1e-3")["bc@hopper-pd-noisy"]
     assert Path(other[0]["run_dir"]).parent != Path(cell[0]["run_dir"]).parent  # not resumed
 
 

@@ -164,3 +164,25 @@ def test_bad_agent_options_are_rejected_with_the_valid_ones(bad):
     key, value = bad.split("=")
     with pytest.raises(ValueError, match="valid"):
         make_agent(**{key: value})
+
+
+@pytest.mark.parametrize("lam", [0.4, 0.6, 0.8])
+def test_lambda_sets_where_the_residual_settles(lam):
+    """The authors' objective (1 - lam) V + lam f*(delta) is stationary in a shift of V where
+    lam E[f*'(delta)] = 1 - lam, f*'(y) = max(0, 1 + y/2): lam alone fixes how far the residual
+    sits from 0, and so which share of the batch the ReLU weight clones. On one state the
+    orthogonal rule must settle there too (its backward part is parallel to the forward one
+    and projected away): E delta about +1.0, -0.67 and -1.5 for lam = 0.4, 0.6 and 0.8."""
+    torch.manual_seed(0)
+    agent = make_agent(lam=lam, twin_v="false", value_hidden="[8]", value_lr=0.02)
+    n = 512
+    state = torch.randn(1, 4).expand(n, 4)
+    rewards = 1.0 + 0.5 * torch.randn(n, generator=torch.Generator().manual_seed(1))
+    b = TensorDict({"observations": state, "next_observations": state, "actions": torch.zeros(n, 2),
+                    "rewards": rewards, "terminals": torch.zeros(n)}, batch_size=[n]).reshape(1, n)
+    for _ in range(1500):
+        agent.update_value(b)
+        agent.target_value.load_state_dict(agent.value.state_dict())   # Vbar = V: the fixed point
+    _, _, residual = agent.value_gradients(b)
+    settled = (1 + residual / 2).clamp_min(0).mean()
+    torch.testing.assert_close(settled, torch.tensor((1 - lam) / lam), rtol=0.01, atol=0)

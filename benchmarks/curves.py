@@ -43,17 +43,20 @@ def plot(runs: list[Path], out: Path, hlines: dict[str, float] | None = None,
     datasets = list(dict.fromkeys(curve[1] for curve in curves))
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
     panel = dict(zip(datasets, axes[0]))
-    for (agent, dataset, length, scores), name in zip(curves, labels or [None] * len(curves)):
+    names = [name or curve[0] for curve, name in zip(curves, labels or [None] * len(curves))]
+    cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color = {name: cycle[i % len(cycle)] for i, name in enumerate(dict.fromkeys(names))}  # one per name, every panel
+    for (agent, dataset, length, scores), name in zip(curves, names):
         steps = sorted(scores)
         if not steps:
             print(f"{agent} on {dataset}: no evaluations yet", file=sys.stderr)
             continue
         ax = panel[dataset]
         seeds = [np.array(scores[s]) for s in steps]
-        label = f"{name or agent}, {length:,}-update run ({len(seeds[-1])} seeds)"
-        line, = ax.plot(steps, [s.mean() for s in seeds], marker=".", label=label)
+        label = f"{name}, {length:,}-update run ({len(seeds[-1])} seeds)"
+        ax.plot(steps, [s.mean() for s in seeds], marker=".", label=label, color=color[name])
         ax.fill_between(steps, [s.min() for s in seeds], [s.max() for s in seeds],
-                        color=line.get_color(), alpha=0.15)
+                        color=color[name], alpha=0.15)
     for dataset, ax in panel.items():
         for label, score in (hlines or {}).items():
             ax.axhline(score, color="gray", linestyle="--", linewidth=1, label=label)

@@ -56,7 +56,7 @@ def test_a_report_killed_mid_cell_resumes_it_and_ends_as_an_uninterrupted_one(tm
         [(c["last"], c["best"]) for c in cell]
     assert (cell_dir / "checkpoints" / "step_000000008.pt").exists()
 
-    # a dotted --out keeps its whole name (OUT.json, not OU.json with the tail dropped)
+    # a dotted --out keeps its whole name (with_suffix would write other-lr-1.json)
     other = run_report(tmp_path, "other-lr-1.0e-3", "agent.lr=1e-3")["bc@hopper-pd-noisy"]
     assert Path(other[0]["run_dir"]).parent != Path(cell[0]["run_dir"]).parent  # not resumed
 

@@ -16,6 +16,7 @@ no expert labels, O-DICE-IL has nothing that tells the expert apart inside a mix
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -79,20 +80,21 @@ def run_cell(agent: str, dataset: str, overrides: list[str], args) -> list[dict]
                        f"trainer.eval_every={max(args.steps // 4, 1)}",
                        "trainer.checkpoint_every=${trainer.eval_every}",
                        f"run_dir={run_dir}", *args.override])
-    data = load_dataset_summary(cfg)
+    data = None if cfg.env.get("expert_episodes") else dataset_score(
+        str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed, str(cfg.env.score))
     return [{"seed": r.seed, "steps": args.steps, "last": r.last_score, "best": r.best_score,
              "run_dir": Path(r.run_dir).resolve().relative_to(Path(args.runs).resolve()).as_posix(),
              "data_score": data} for r in train(cfg)]
 
 
-def load_dataset_summary(cfg) -> float | None:
-    """The dataset's own mean normalized score (the behaviour policy's level)."""
-    if cfg.env.get("expert_episodes"):
-        return None
+@functools.cache
+def dataset_score(name: str, transitions: int, seed: int, family: str) -> float:
+    """The dataset's own mean normalized score (the behaviour policy's level); loaded once per
+    dataset in a report, not once per agent."""
     from rlcore.datasets import load_dataset
     from rlcore.scores import reference_for
-    ds = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed, progress=False)
-    return float(reference_for(cfg.env.score, ds.metadata).normalize(ds.episode_returns().mean()))
+    ds = load_dataset(name, transitions, seed, progress=False)
+    return float(reference_for(family, ds.metadata).normalize(ds.episode_returns().mean()))
 
 
 def check_steps(results: dict, steps: int) -> None:

@@ -110,7 +110,7 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0,
             at = np.flatnonzero((left >= low) & (left <= high))
             if len(at):
                 bins.append((f"{low}" if low == high else f"{low}-{high}", len(at),
-                             float(returns[at].mean()), value(data["observations"][at])))
+                             float(returns[at].mean()), value(data["observations"][at]).mean(-1)))
     q = {}
     if has_critic:
         for name, actions in (("data", a), ("uniform", uniform),
@@ -124,7 +124,7 @@ def probe_run(run_dir: Path, count: int = 20000, tail: int = 500, seed: int = 0,
             row.update(v=float(v[k].mean()), v_bias=float((v[k] - g).mean()), v_corr=corr(v[k], g))
         if bins:
             row["near_terminal"] = [{"steps_left": name, "states": n, "return_to_go": g_mean,
-                                     "v": float(values[k].mean())} for name, n, g_mean, values in bins]
+                                     "v": float(v_mean[k])} for name, n, g_mean, v_mean in bins]
         if q:
             row.update(q_data_corr=corr(q["data"][k], g),
                        q_uniform_minus_data=float((q["uniform"][k] - q["data"][k]).mean()),

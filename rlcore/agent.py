@@ -130,6 +130,8 @@ def apply_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
     `lr_scale` (a device scalar, e.g. a cosine schedule) scales the step: Adam's step is linear
     in lr and its moments do not depend on it, so p + s (p' - p) is exactly the step taken at
     lr s * lr, without touching the optimizer's lr (a float there would recompile per value).
+    The rescale is three multi-tensor ops with s as a tensor operand: `_foreach_lerp_` has no
+    tensor-weight overload and would read s on the host (a sync per step, and no CUDA graph).
     """
     before = [p.detach().clone() for p in params] if lr_scale is not None else None
     for p, g in zip(params, grads):
@@ -137,7 +139,10 @@ def apply_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
     optimizer.step()
     if before is not None:
         with torch.no_grad():
-            torch._foreach_lerp_([p.detach() for p in params], before, 1.0 - lr_scale)
+            stepped = [p.detach() for p in params]
+            torch._foreach_sub_(stepped, before)        # p' - p
+            torch._foreach_mul_(stepped, lr_scale)      # s (p' - p)
+            torch._foreach_add_(stepped, before)        # p + s (p' - p)
 
 
 def seed_mean(x: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ import torch
 from dataclasses import replace
 from tensordict import TensorDict
 
-from rlcore.agent import Spec
+from rlcore.agent import Spec, apply_gradients
 from rlcore.agents.fdvl import dual_value_loss
 from rlcore.config import load_config
 from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share, expectile_loss
@@ -106,6 +106,25 @@ def test_awr_weight_and_cosine_scale():
                                torch.tensor([1.0, float(torch.exp(torch.tensor(3.0))), 100.0]))
     steps = torch.tensor([0.0, 50.0, 100.0, 200.0])
     torch.testing.assert_close(cosine_scale(steps, 100), torch.tensor([1.0, 0.5, 0.0, 0.0]))
+
+
+def test_lr_scale_takes_adams_step_at_the_scaled_learning_rate():
+    """apply_gradients(..., lr_scale=s) at lr equals Adam at lr s (three steps, weight decay on,
+    s changing each step as a schedule's would): Adam's step is linear in lr."""
+    g = torch.Generator().manual_seed(0)
+    start = [torch.randn(5, 3, generator=g), torch.randn(3, generator=g)]
+    grads = [[torch.randn_like(p) for p in start] for _ in range(3)]
+    scaled = [p.clone().requires_grad_() for p in start]
+    plain = [p.clone().requires_grad_() for p in start]
+    scaled_opt = torch.optim.Adam(scaled, lr=1e-2, weight_decay=1e-3)
+    plain_opt = torch.optim.Adam(plain, lr=1e-2, weight_decay=1e-3)
+    for step, scale in enumerate([1.0, 0.5, 0.1]):
+        apply_gradients(scaled, grads[step], scaled_opt, torch.tensor(scale))
+        plain_opt.param_groups[0]["lr"] = 1e-2 * scale
+        apply_gradients(plain, grads[step], plain_opt)
+        for p, q in zip(scaled, plain):
+            torch.testing.assert_close(p, q, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(scaled[0], start[0])
 
 
 def test_effective_batch_share_is_kish_ess_over_the_batch_per_seed():

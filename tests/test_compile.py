@@ -1,6 +1,7 @@
 """torch.compile of an update computes what the eager update computes (CPU)."""
 import pytest
 import torch
+from torch._inductor import config as inductor_config
 
 from rlcore.agent import Spec
 from rlcore.bench import synthetic_arrays
@@ -35,6 +36,8 @@ SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
          "a2pr": ["agent.actor_hidden=[64,64]", "agent.critic_hidden=[64,64]",
                   "agent.vae_hidden=[64,64]"],
          "recoil": ["agent.hidden=[64,64]"],
+         "iql": ["agent.hidden=[64,64]"],
+         "fdvl": ["agent.hidden=[64,64]", "agent.random_actions=0"],  # no draws: see td3bc
          "sac": ["agent.hidden=[64,64]"]}
 
 
@@ -96,12 +99,16 @@ def check_compiled_matches_eager(mode: str, device: torch.device, seeds: int = 1
     compiled.load_state_dict(eager.state_dict())
     batches = [eager.sample(buffer, 128) for _ in range(steps)]
     update = compiled_update(compiled, mode)
-    for i, batch in enumerate(batches):
-        m_eager, m_compiled = eager.update(batch), update(batch)
-        for key in m_eager:
-            torch.testing.assert_close(m_compiled[key], m_eager[key], rtol=1e-4, atol=1e-6)
-        if i == steps // 2:
-            compiled_so_far = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    with inductor_config.patch(fallback_random=True):   # random draws from eager's generator
+        for i, batch in enumerate(batches):
+            torch.manual_seed(i)
+            m_eager = eager.update(batch)
+            torch.manual_seed(i)
+            m_compiled = update(batch)
+            for key in m_eager:
+                torch.testing.assert_close(m_compiled[key], m_eager[key], rtol=1e-4, atol=1e-6)
+            if i == steps // 2:
+                compiled_so_far = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     if steps > 2:   # once every variant is seen, later updates reuse them (no recompile per call)
         assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled_so_far
     # every network took the same optimizer steps (a skipped step differs by ~lr = 2e-4)
@@ -127,15 +134,9 @@ def test_compiled_td3bc_matches_eager_through_both_phases_without_falling_back()
 
 
 @pytest.mark.slow
-def test_compiled_a2pr_stops_compiling_once_both_phases_are_seen():
-    """A2PR's delayed actor (its VAE draws random latents, so no eager comparison here)."""
-    (agent, buffer), _ = two_identical("a2pr", torch.device("cpu"))
-    step = update_step(agent, buffer, 64, "compile", 1)
-    for i in range(12):
-        step()
-        if i == 5:
-            compiled_so_far = torch._dynamo.utils.counters["stats"]["unique_graphs"]
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == compiled_so_far
+def test_compiled_a2pr_matches_eager_and_stops_compiling_once_both_phases_are_seen():
+    """A2PR's delayed actor and its VAE's random latents (drawn from eager's generator)."""
+    check_compiled_matches_eager("compile", torch.device("cpu"), agent="a2pr", steps=12)
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -157,11 +158,12 @@ def compare_calls(one, graphed, calls: int, **tolerance) -> None:
 
 
 @needs_cuda
-@pytest.mark.parametrize("agent", ["odice", "td3bc"])
+@pytest.mark.parametrize("agent", ["odice", "td3bc", "iql", "fdvl", "recoil"])
 def test_captured_updates_replay_exactly_what_eager_updates_compute(agent):
     """Eager updates captured as a CUDA graph, 2 per call, 4 seeds: the warm-up calls, the
     capturing call and the replays draw the batches eager sampling draws and take the same
-    optimizer steps, up to rounding."""
+    optimizer steps, up to rounding. IQL, f-DVL and ReCOIL scale their actor's step by a
+    device-side cosine schedule, which eager capture sees as it is (no compiler around it)."""
     (eager, buffer_e), (captured, buffer_c) = two_identical(agent, torch.device("cuda"), seeds=4)
     make_capturable(eager)                     # the same capturable Adam on both sides
     one = update_step(eager, buffer_e, 128, "eager", 1)
@@ -190,28 +192,25 @@ def test_cudagraphs_mode_captures_the_compiled_update(agent, adam):
 
 @needs_cuda
 @pytest.mark.parametrize("compiled", [False, True])
-def test_captured_online_update_copies_each_batch_in_and_matches_eager(compiled, monkeypatch):
+def test_captured_online_update_copies_each_batch_in_and_matches_eager(compiled):
     """SAC (online, its buffer grows): the update alone is captured; each call's batch, drawn
     outside, is copied into the graph's input. Reseeding before each call gives both sides
     the same action noise, so the replays must take the eager steps. Compiled, inductor must
     draw that noise with eager's generator (`fallback_random`), not its own."""
     (eager, buffer), (captured, _) = two_identical("sac", torch.device("cuda"))
     make_capturable(eager)
-    if compiled:
-        from torch._inductor import config as inductor_config
-        monkeypatch.setattr(inductor_config, "fallback_random", True)
-        graphed = batch_update(captured, "cudagraphs")
-    else:
-        graphed = CapturedUpdates(captured.update, captured)
-    for call in range(5):                      # 2 warm-up, 1 capture, 2 replays
-        batch = eager.sample(buffer, 128)
-        torch.cuda.manual_seed(call)
-        expected = eager.update(batch)
-        torch.cuda.manual_seed(call)
-        got = graphed(batch)
-        for key, value in expected.items():
-            torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6,
-                                       msg=lambda m, c=call, k=key: f"call {c}, {k}: {m}")
+    graphed = batch_update(captured, "cudagraphs") if compiled else CapturedUpdates(captured.update, captured)
+    # (a context, not monkeypatch: undoing a monkeypatch of inductor's config deletes the option)
+    with inductor_config.patch(fallback_random=compiled):
+        for call in range(5):                      # 2 warm-up, 1 capture, 2 replays
+            batch = eager.sample(buffer, 128)
+            torch.cuda.manual_seed(call)
+            expected = eager.update(batch)
+            torch.cuda.manual_seed(call)
+            got = graphed(batch)
+            for key, value in expected.items():
+                torch.testing.assert_close(got[key], value, rtol=1e-5, atol=1e-6,
+                                           msg=lambda m, c=call, k=key: f"call {c}, {k}: {m}")
     assert graphed.graph is not None
     for (name, p), q in zip(eager.named_parameters(), captured.parameters()):
         torch.testing.assert_close(q, p, rtol=1e-5, atol=1e-6, msg=name)

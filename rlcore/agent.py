@@ -2,7 +2,9 @@
 
 - Built from the dataset's `Spec` and the agent's config (configs/agent/<name>.yaml).
 - `update(batch) -> dict[str, Tensor]`: one iteration's losses and optimizer steps, tensor ops
-  only (no `.item()`, no host sync, no Python branch on a tensor value).
+  only (no `.item()`, no host sync, no Python branch on a tensor value), with Python-side
+  state that repeats every `update_cycle` updates (tests/test_capture_contract.py checks both
+  for every registered agent).
 - `act(obs, deterministic)` on a batch of raw observations (normalised inside).
 - `state_dict()` covers networks, target networks, the observation normaliser and optimizers.
 - `sample(buffer, batch_size)` picks the buffer's sampler the method needs (transitions here).

@@ -4,8 +4,9 @@ agent):
 
 - `HostSyncs`: a dispatch mode that records every op inside it which makes the host wait for
   a tensor's value (.item(), float(), int(), a Python branch on a tensor) or whose output size
-  depends on values (nonzero, boolean-mask indexing, unique, masked_select). A capture fails
-  on them, or freezes the value read at capture time;
+  depends on values (nonzero, boolean-mask indexing, unique, masked_select), and every tensor
+  made from host data (torch.tensor, as_tensor, from_numpy: on a GPU, a copy from the host).
+  A capture fails on them, or freezes what it read at capture time;
 - `python_state`: the agent's plain Python attributes and optimizer hyperparameters, which a
   replayed graph cannot change: they must come back every `update_cycle` updates.
 
@@ -26,6 +27,7 @@ HOST_SYNC_OPS = {aten._local_scalar_dense.default, aten.is_nonzero.default,
                  aten.nonzero.default, aten.masked_select.default, aten._unique2.default,
                  aten.unique_dim.default, aten.unique_consecutive.default}
 INDEX_OPS = {aten.index.Tensor, aten.index_put_.default, aten.index_put.default}  # sync on a bool index
+FROM_HOST_DATA = {aten.lift_fresh.default}     # torch.tensor(data), as_tensor, from_numpy
 LIBRARIES = (str(Path(torch.__file__).parent), str(Path(tensordict.__file__).parent))
 TORCH_OPTIM = str(Path(torch.optim.__file__).parent)
 
@@ -43,7 +45,7 @@ class HostSyncs(TorchDispatchMode):
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         bool_index = func in INDEX_OPS and any(
             torch.is_tensor(i) and i.dtype == torch.bool for i in (args[1] or ()) if i is not None)
-        if func in HOST_SYNC_OPS or bool_index:
+        if func in HOST_SYNC_OPS or func in FROM_HOST_DATA or bool_index:
             stack = traceback.extract_stack()[:-1]
             if not any(frame.filename.startswith(TORCH_OPTIM) for frame in stack):
                 caller = [f for f in stack if not f.filename.startswith(LIBRARIES)] or stack

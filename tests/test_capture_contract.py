@@ -2,8 +2,9 @@
 agent (so a new agent is checked the day it is registered, GPU or not):
 
 - no host synchronisation inside sample + update: no .item(), float(), int(), Python branch
-  on a tensor, and no op whose output size depends on tensor values (nonzero, boolean-mask
-  indexing, unique, masked_select). A capture fails on them, or freezes the value it read;
+  on a tensor, no op whose output size depends on tensor values (nonzero, boolean-mask
+  indexing, unique, masked_select), and no tensor made from host data (torch.tensor). A
+  capture fails on them, or freezes what it read;
 - Python-side state comes back to where it was after one update cycle (`update_cycle`),
   since a replayed graph cannot run the Python that would have changed it;
 - under torch.compile, several updates compute what the eager ones compute.
@@ -59,7 +60,7 @@ def test_sample_and_update_never_wait_for_the_host(name):
         "\n".join(sorted(set(syncs.found)))
 
 
-def test_the_host_sync_check_catches_a_read_a_branch_and_a_mask():
+def test_the_host_sync_check_catches_a_read_a_branch_a_mask_and_host_data():
     x = torch.randn(8)
     with HostSyncs() as syncs:
         _ = x.sum().item()
@@ -73,7 +74,11 @@ def test_the_host_sync_check_catches_a_read_a_branch_and_a_mask():
         _ = x[x > 0]
     assert len(syncs.found) == 1 and "aten.index" in syncs.found[0]
     with HostSyncs() as syncs:
-        _ = torch.where(x > 0, x, 0.0).sum() * x[torch.tensor([1, 2])]
+        _ = x * torch.tensor(2.0)                          # host data: a copy on a GPU
+    assert len(syncs.found) == 1 and "lift_fresh" in syncs.found[0]
+    index = torch.tensor([1, 2])
+    with HostSyncs() as syncs:
+        _ = torch.where(x > 0, x, 0.0).sum() * x[index] + torch.full((2,), 3.0)
     assert syncs.found == []
 
 

@@ -199,7 +199,8 @@ def test_captured_online_update_copies_each_batch_in_and_matches_eager(compiled)
     draw that noise with eager's generator (`fallback_random`), not its own."""
     (eager, buffer), (captured, _) = two_identical("sac", torch.device("cuda"))
     make_capturable(eager)
-    graphed = batch_update(captured, "cudagraphs") if compiled else CapturedUpdates(captured.update, captured)
+    graphed = (batch_update(captured, "cudagraphs") if compiled
+               else CapturedUpdates(captured.update, captured))
     # (a context, not monkeypatch: undoing a monkeypatch of inductor's config deletes the option)
     with inductor_config.patch(fallback_random=compiled):
         for call in range(5):                      # 2 warm-up, 1 capture, 2 replays

@@ -26,7 +26,7 @@ aten = torch.ops.aten
 HOST_SYNC_OPS = {aten._local_scalar_dense.default, aten.is_nonzero.default,
                  aten.nonzero.default, aten.masked_select.default, aten._unique2.default,
                  aten.unique_dim.default, aten.unique_consecutive.default}
-INDEX_OPS = {aten.index.Tensor, aten.index_put_.default, aten.index_put.default}  # sync on a bool index
+INDEX_OPS = {aten.index.Tensor, aten.index_put_.default, aten.index_put.default}  # bool index: sync
 FROM_HOST_DATA = {aten.lift_fresh.default}     # torch.tensor(data), as_tensor, from_numpy
 LIBRARIES = (str(Path(torch.__file__).parent), str(Path(tensordict.__file__).parent))
 TORCH_OPTIM = str(Path(torch.optim.__file__).parent)

@@ -2,7 +2,12 @@ import numpy as np
 import pytest
 import torch
 
+from rlcore.agent import Spec
+from rlcore.bench import synthetic_arrays
+from rlcore.buffer import Buffer
+from rlcore.config import load_config
 from rlcore.data import from_arrays
+from rlcore.trainer import build_agent
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +52,31 @@ def bandit_dataset(n: int = 2000):
     return from_arrays("bandit", {"observations": obs.numpy(), "next_observations": obs.numpy(),
                                   "actions": actions.numpy(), "rewards": good.float().numpy(),
                                   "terminals": torch.ones(n, dtype=torch.bool).numpy()})
+
+
+# Small networks for tests that build agents by name; an agent not named here gets its defaults.
+SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
+         "odice_il": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
+         "a2pr": ["agent.actor_hidden=[64,64]", "agent.critic_hidden=[64,64]",
+                  "agent.vae_hidden=[64,64]"],
+         **{name: ["agent.hidden=[64,64]"]
+            for name in ("td3bc", "recoil", "iql", "fdvl", "bc", "sac")}}
+
+
+def agent_and_buffer(agent: str, device: torch.device, seeds: int = 1, transitions: int = 2000,
+                     overrides=()):
+    """A small agent of `seeds` seeds and a buffer of synthetic Hopper-shaped transitions whose
+    last tenth is the "expert" subset (imitation agents sample it)."""
+    cfg = load_config([f"agent={agent}", *SMALL.get(agent, []), *overrides])
+    buffer = Buffer(11, 3, transitions, device)
+    buffer.add({k: torch.as_tensor(v) for k, v in synthetic_arrays(transitions, 11, 3).items()})
+    buffer.subsets["expert"] = torch.arange(transitions * 9 // 10, transitions, device=device)
+    return build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds))), buffer
+
+
+def two_identical(agent: str, device: torch.device, seeds: int = 1, transitions: int = 2000,
+                  overrides=()):
+    """Two agents with the same parameters, each with its own copy of one buffer (same seed)."""
+    pairs = [agent_and_buffer(agent, device, seeds, transitions, overrides) for _ in range(2)]
+    pairs[1][0].load_state_dict(pairs[0][0].state_dict())
+    return pairs

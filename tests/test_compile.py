@@ -3,14 +3,19 @@ import pytest
 import torch
 from torch._inductor import config as inductor_config
 
-from rlcore.agent import Spec
-from rlcore.bench import synthetic_arrays
-from rlcore.buffer import Buffer
 from rlcore.compile import (CapturedUpdates, batch_update, compiled_update, make_capturable,
                              resolve_mode, resolve_updates_per_call, update_step)
-from rlcore.config import load_config
 from rlcore.errors import ConfigError
-from rlcore.trainer import build_agent
+from rlcore.registry import AGENTS
+from tests.conftest import two_identical as identical_pair
+
+# Random draws inside an update, off where two agents draw from one generator in turn (so each
+# sees other numbers) and inductor's own random streams would differ from eager's.
+NO_DRAWS = {"td3bc": ["agent.policy_noise=0"], "fdvl": ["agent.random_actions=0"]}
+
+
+def two_identical(agent: str, device: torch.device, seeds: int = 1, draws: bool = False):
+    return identical_pair(agent, device, seeds, overrides=() if draws else NO_DRAWS.get(agent, ()))
 
 
 def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
@@ -31,16 +36,6 @@ def test_auto_mode_compiles_on_cuda_and_long_cpu_runs_only(monkeypatch):
         resolve_mode("compile", cpu, 10)
 
 
-SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
-         "td3bc": ["agent.hidden=[64,64]", "agent.policy_noise=0"],  # compiled RNG streams differ
-         "a2pr": ["agent.actor_hidden=[64,64]", "agent.critic_hidden=[64,64]",
-                  "agent.vae_hidden=[64,64]"],
-         "recoil": ["agent.hidden=[64,64]"],
-         "iql": ["agent.hidden=[64,64]"],
-         "fdvl": ["agent.hidden=[64,64]", "agent.random_actions=0"],  # no draws: see td3bc
-         "sac": ["agent.hidden=[64,64]"]}
-
-
 def test_updates_per_call_fits_the_agent_cycle_and_the_trainer_intervals():
     intervals = [1_000_000, 0, 1000, 5000, 50000]      # steps left, start, log, eval, checkpoint
     assert resolve_updates_per_call("auto", "eager", 2, intervals) == 1
@@ -55,20 +50,6 @@ def test_updates_per_call_fits_the_agent_cycle_and_the_trainer_intervals():
         resolve_updates_per_call("auto", "cudagraphs", 3, [1000, 0, 1000, 1000, 1000])
     with pytest.raises(ConfigError, match="valid: auto or an integer >= 1"):
         resolve_updates_per_call(0, "eager", 1, intervals)
-
-
-def two_identical(agent: str, device: torch.device, seeds: int = 1, transitions: int = 2000):
-    """Two agents with the same parameters, each with its own copy of one buffer (same seed)."""
-    cfg = load_config([f"agent={agent}", *SMALL[agent]])
-    arrays = synthetic_arrays(transitions, 11, 3)
-    pairs = []
-    for _ in range(2):
-        buffer = Buffer(11, 3, transitions, device)
-        buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
-        buffer.subsets["expert"] = torch.arange(transitions * 9 // 10, transitions, device=device)
-        pairs.append((build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds))), buffer))
-    pairs[1][0].load_state_dict(pairs[0][0].state_dict())
-    return pairs
 
 
 def test_several_updates_per_call_are_the_single_updates_averaged():
@@ -89,14 +70,8 @@ def test_several_updates_per_call_are_the_single_updates_averaged():
 
 
 def check_compiled_matches_eager(mode: str, device: torch.device, seeds: int = 1, agent="odice",
-                                 steps: int = 3):
-    cfg = load_config([f"agent={agent}", *SMALL[agent]])
-    arrays = synthetic_arrays(2000, 11, 3)
-    buffer = Buffer(11, 3, 2000, device)
-    buffer.add({k: torch.as_tensor(v) for k, v in arrays.items()})
-    eager = build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds)))
-    compiled = build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds)))
-    compiled.load_state_dict(eager.state_dict())
+                                 steps: int = 3, metric_atol: float = 1e-6, draws: bool = False):
+    (eager, buffer), (compiled, _) = two_identical(agent, device, seeds, draws)
     batches = [eager.sample(buffer, 128) for _ in range(steps)]
     update = compiled_update(compiled, mode)
     with inductor_config.patch(fallback_random=True):   # random draws from eager's generator
@@ -105,8 +80,11 @@ def check_compiled_matches_eager(mode: str, device: torch.device, seeds: int = 1
             m_eager = eager.update(batch)
             torch.manual_seed(i)
             m_compiled = update(batch)
+            assert m_compiled.keys() == m_eager.keys()
             for key in m_eager:
-                torch.testing.assert_close(m_compiled[key], m_eager[key], rtol=1e-4, atol=1e-6)
+                torch.testing.assert_close(
+                    m_compiled[key], m_eager[key], rtol=1e-4, atol=metric_atol,
+                    msg=lambda m, k=key, i=i: f"update {i}, {k}: {m}")
             if i == steps // 2:
                 compiled_so_far = torch._dynamo.utils.counters["stats"]["unique_graphs"]
     if steps > 2:   # once every variant is seen, later updates reuse them (no recompile per call)
@@ -137,6 +115,20 @@ def test_compiled_td3bc_matches_eager_through_both_phases_without_falling_back()
 def test_compiled_a2pr_matches_eager_and_stops_compiling_once_both_phases_are_seen():
     """A2PR's delayed actor and its VAE's random latents (drawn from eager's generator)."""
     check_compiled_matches_eager("compile", torch.device("cpu"), agent="a2pr", steps=12)
+
+
+# Compared above, with their phase and recompile checks: O-DICE (whose class odice_il shares),
+# TD3+BC and A2PR. Every other offline agent, a new one too, is compared here.
+COMPARED_ABOVE = ("odice", "odice_il", "td3bc", "a2pr")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("agent", [n for n in AGENTS.names()
+                                   if AGENTS.get(n).multi_seed and n not in COMPARED_ABOVE])
+def test_compiled_update_matches_eager_for_every_other_offline_agent(agent):
+    """3 updates, 2 seeds; f-DVL's uniform actions come from eager's generator."""
+    check_compiled_matches_eager("compile", torch.device("cpu"), seeds=2, agent=agent,
+                                 metric_atol=1e-5, draws=True)
 
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

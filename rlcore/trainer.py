@@ -29,6 +29,7 @@ from rlcore.compile import (DEFAULT_CAPTURED_ADAM, batch_update, check_captured_
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset
+from rlcore.denormals import flush_denormals
 from rlcore.errors import ConfigError
 from rlcore.evaluation import Evaluator
 from rlcore.imitation import imitation_data
@@ -84,10 +85,9 @@ def build_agent(cfg: DictConfig, spec: Spec, device: torch.device,
                 seeds: list[int] | None = None) -> Agent:
     """The agent for `seeds` (default: the config's), each seed initialised as its own run."""
     if device.type == "cpu":
-        # Flush subnormal floats to zero: weighted-BC losses with most weights near zero fill
-        # the policy's gradients with subnormals, and x86 arithmetic on them is ~100x slower
-        # (O-DICE on hopper fell from 34 to 3 updates/s by step 4000). Process-wide setting.
-        torch.set_flush_denormal(True)
+        # Subnormal floats from weighted-BC agents' idle Adam moments are ~100x slower on x86:
+        # flush them to zero on this thread and every OpenMP worker (rlcore.denormals).
+        flush_denormals()
     cls = AGENTS.get(cfg.agent.name)
     seeds = resolve_seeds(cfg) if seeds is None else seeds
     return build_seeded(lambda s: cls(s, cfg.agent), spec, seeds, cls.multi_seed).to(device)

@@ -14,13 +14,15 @@ Per update (V is read once, before its own step, and used by the VAE and the act
        lambda = alpha / E|Q_1(s, pi(s))|,  a_gen = VAE(s, pi(s)),
        A_data = Q_1(s, a) - V(s),  A_gen = Q_1(s, a_gen) - V(s),
        a* = a_gen if A_gen >= A_data else a,
-       M = mask (1[Q_1(s, a_gen) >= V(s)] + 1[Q_1(s, a) > V(s)]),
+       M = mask (1[Q_1(s, a_gen) >= V(s)] OR 1[Q_1(s, a) > V(s)]),   in {0, mask}
        L_pi = -lambda E Q_1(s, pi(s)) + E[M ||pi(s) - a*||^2],
    then Polyak updates of both targets (tau 0.005).
-As in the authors' code, a* keeps its graph: the BC term's gradient also flows through
+The authors write M as `mask * (adv_pi + adv_action)` on two bool tensors, which PyTorch adds
+as a logical OR, so M is never 2 mask. As in the authors' code, a* keeps its graph: the BC term's gradient also flows through
 a_gen = VAE(s, pi(s)) back into pi. Networks: actor 3x256, twin critic and V 4x256, VAE
 750x750 with a 2|A| latent (log-std clamped to [-4, 15]); Adam 3e-4, the VAE 1e-3.
-Per-dataset alpha / mask / VAE weight from the authors' README; states normalised.
+Per-dataset alpha / mask / VAE weight / discount from the authors' README (hopper-medium runs
+with `--discount 0.995`, the flag utils/config.py passes to the agent); states normalised.
 """
 from __future__ import annotations
 
@@ -115,7 +117,7 @@ class A2PR(DelayedActorUpdates, Agent):
         """(a*, M): the advantage-guided action and the mask, as in the authors' code."""
         take_gen = (q_gen - v >= q_data - v)[..., None]
         target = a_gen * take_gen + a * ~take_gen
-        mask = self.cfg.mask * ((q_gen >= v).float() + (q_data > v).float())[..., None]
+        mask = self.cfg.mask * ((q_gen >= v) | (q_data > v)).float()[..., None]
         return target, mask
 
     def update_actor(self, s, a, v, q_data) -> dict[str, torch.Tensor]:

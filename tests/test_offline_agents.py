@@ -176,8 +176,8 @@ def test_a2pr_picks_the_higher_advantage_action_and_masks_by_v():
     q_gen = torch.tensor([[1.5, 0.5, 1.0]])    # A_gen = 0.5, -0.5 (tie: the generated one), 0
     target, mask = agent.bc_target(a, a_gen, v, q_data, q_gen)
     torch.testing.assert_close(target, torch.tensor([[[0.1, 0.1], [0.8, 0.8], [0.7, 0.7]]]))
-    # M = mask (1[Q_gen >= V] + 1[Q_data > V])
-    torch.testing.assert_close(mask[..., 0], torch.tensor([[0.4 * 2, 0.0, 0.4]]))
+    # M = mask (1[Q_gen >= V] OR 1[Q_data > V]): the authors' bool + bool, never 2 mask
+    torch.testing.assert_close(mask[..., 0], torch.tensor([[0.4, 0.0, 0.4]]))
 
 
 def test_fdvl_value_batch_adds_uniform_actions_per_state():

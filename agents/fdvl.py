@@ -14,26 +14,25 @@ Policy (AWR, target critic and the *new* V):  L_pi = -E[min(exp(beta (min Qbar -
 Critic:  y = r + gamma (1 - d) V_new(s'),  L_Q = sum_k E Huber_20(Q_k(s, a) - y)
 then Polyak averaging of the target critic (tau 0.005).
 
-Networks as the authors': twin Q 256x256 without LayerNorm and V 256x256 with LayerNorm, both
-with jaxrl's orthogonal(sqrt 2) init; a Gaussian actor with a tanh mean and a state-independent
-log-std (min -5), its learning rate cosine-decayed over the run; Adam 3e-4; batch 1024.
-Departures: the actor's hidden layers use PyTorch's default init (jaxrl's policy init was not
-verified); reverse_kl's batch max m is taken per seed (each seed its own batch).
+Networks as the authors' (IQL's code, which DVL builds on: agents/iql.py): twin Q 256x256
+without LayerNorm and V 256x256 with LayerNorm; a Gaussian actor with a tanh mean and a
+state-independent log-std (min -5), its learning rate cosine-decayed over the run; every layer,
+the actor's hidden and mean layers included, orthogonal(sqrt 2) with zero bias (jaxrl's
+common.py and policy.py); Adam 3e-4; batch 1024.
+Departure: reverse_kl's batch max m is taken per seed (each seed its own batch).
 Defaults are the authors' locomotion command (chi_square, temp 1). With it V only rises (the loss
 is flat for -4 < x < 0) and floats above the data's Q; at 10k updates on the generated datasets
 `f=total_variation temp=0.8` scored higher on all nine (docs/agents.md, sessions 9 and 10).
 """
 from __future__ import annotations
 
-import copy
-
 import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
+from rlcore.agents.iql import awr_policy_step, build_iql_networks
 from rlcore.errors import ConfigError
-from rlcore.nets import MLP, GaussianPolicy, polyak_update
-from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share
+from rlcore.nets import polyak_update
 from rlcore.registry import register_agent
 
 DIVERGENCES = ("chi_square", "total_variation", "reverse_kl")
@@ -53,30 +52,13 @@ def dual_value_loss(x: torch.Tensor, f: str, alpha: float, max_clip: float = 7.0
     raise ConfigError(f"agent.f={f!r}; valid: {', '.join(DIVERGENCES)}")
 
 
-def build_dual_rl_networks(agent: Agent, spec: Spec, cfg) -> None:
-    """The Dual-RL code's networks (IQL-based, jaxrl): twin Q and V with orthogonal(sqrt 2)
-    init, a tanh-mean Gaussian actor, Adam for each, and the actor's schedule step counter."""
-    gain = 2 ** 0.5
-    agent.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
-                       squeeze=True, orthogonal_init=gain)
-    agent.target_critic = copy.deepcopy(agent.critic).requires_grad_(False)
-    agent.value = MLP(spec.obs_dim, cfg.hidden, 1, layer_norm=cfg.value_layer_norm,
-                      seeds=spec.seeds, squeeze=True, orthogonal_init=gain)
-    agent.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, tanh_mean=True,
-                                  seeds=spec.seeds)
-    agent.critic_opt = torch.optim.Adam(agent.critic.parameters(), lr=cfg.critic_lr)
-    agent.value_opt = torch.optim.Adam(agent.value.parameters(), lr=cfg.value_lr)
-    agent.policy_opt = torch.optim.Adam(agent.policy.parameters(), lr=cfg.actor_lr)
-    agent.register_buffer("step", torch.zeros(()))
-
-
 @register_agent("fdvl")
 class FDVL(Agent):
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         if cfg.f not in DIVERGENCES:
             raise ConfigError(f"agent.f={cfg.f!r}; valid: {', '.join(DIVERGENCES)}")
-        build_dual_rl_networks(self, spec, cfg)
+        build_iql_networks(self, spec, cfg, value_layer_norm=cfg.value_layer_norm)
 
     def q(self, critic, s, a):
         return critic(torch.cat([s, a], dim=-1))                           # [S, 2, *B]
@@ -112,18 +94,10 @@ class FDVL(Agent):
 
     def update_policy(self, batch: TensorDict, q_data: torch.Tensor) -> dict:
         """AWR with the target critic's min_k Qbar_k(s, a) and the just-updated V."""
-        cfg = self.cfg
-        s, a = batch["observations"], batch["actions"]
+        s = batch["observations"]
         with torch.no_grad():
             advantage = q_data - self.value(s)
-        weight = awr_weight(advantage, cfg.beta, cfg.weight_clip)
-        loss = seed_mean(weight * -self.policy.log_prob(s, a.clamp(-1 + 1e-5, 1 - 1e-5)))
-        params = list(self.policy.parameters())
-        self.step += 1
-        scale = cosine_scale(self.step - 1, cfg.lr_decay_steps) if cfg.lr_decay_steps else None
-        apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.policy_opt, scale)
-        return {"policy_loss": loss.detach(), "awr_weight_mean": seed_mean(weight),
-                "weight_ess": effective_batch_share(weight)}
+        return awr_policy_step(self, s, batch["actions"], advantage, self.cfg.beta, self.cfg.weight_clip)
 
     def update_critic(self, batch: TensorDict) -> dict:
         cfg = self.cfg

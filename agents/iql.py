@@ -1,13 +1,22 @@
-"""IQL: Implicit Q-Learning (Kostrikov, Nair, Levine, ICLR 2022), in the order CORL's iql.py
-runs it, with its MuJoCo settings.
+"""IQL: Implicit Q-Learning (Kostrikov, Nair, Levine, ICLR 2022), as the authors' code
+(ikostrikov/implicit_q_learning: learner.py, critic.py, actor.py, policy.py, configs/)
+computes it. That code is the reference here, per-dataset values included.
 
+Per update, in learner.py's order:
     V:  L_V = E_D[ L_2^tau(min_k Qbar_k(s, a) - V(s)) ],  L_2^tau(u) = |tau - 1(u < 0)| u^2   (eq. 5)
-    Q:  L_Q = mean_k E_D[ (r + gamma (1 - d) V(s') - Q_k(s, a))^2 ]                        (eq. 6)
-    pi: L_pi = E_D[ min(exp(beta (min_k Qbar_k(s, a) - V(s))), 100) * -log pi(a|s) ]        (eq. 7)
-V(s') is read before V's step and the advantage uses V before its step (CORL's order); the
-target critic is Polyak-averaged (tau 0.005). The actor is a Gaussian with a tanh mean and a
-state-independent log-std (clamped to [-20, 2] as CORL), its learning rate cosine-decayed over
-the run. Expectile 0.7, beta 3.0; rewards r * 1000 / (max - min episode return) on MuJoCo.
+    pi: L_pi = -E_D[ min(exp(beta (min_k Qbar_k(s, a) - V_new(s))), 100) log pi(a|s) ]     (eq. 7)
+    Q:  L_Q = sum_k E_D[ (r + gamma (1 - d) V_new(s') - Q_k(s, a))^2 ]                     (eq. 6)
+then Polyak averaging of the target critic (tau 0.005). The actor and the critic's target read
+the *updated* V (the code passes `new_value` to both).
+
+Networks (jaxrl): twin Q and V, 256x256 ReLU, every layer orthogonal(sqrt 2) with zero bias; a
+Gaussian actor whose mean is tanh'd and whose log-std is a state-independent parameter (zeros,
+clipped to [-5, 2]); Adam 3e-4, the actor's learning rate cosine-decayed to 0 over the run.
+Rewards r * 1000 / (max - min episode return) on hopper, walker2d and halfcheetah, r - 1 on
+AntMaze; actions clipped to +-(1 - 1e-5) as D4RLDataset does. Expectile 0.7 and beta 3.0
+(mujoco_config.py); 0.9 and 10.0 on AntMaze (antmaze_config.py).
+Departures: the kitchen/adroit config's actor dropout (0.1) is not implemented; the cosine
+decays over `trainer.steps` (the code's 1M, the protocol's run length).
 """
 from __future__ import annotations
 
@@ -21,21 +30,44 @@ from rlcore.nets import MLP, GaussianPolicy, polyak_update
 from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share, expectile_loss
 from rlcore.registry import register_agent
 
+JAXRL_GAIN = 2 ** 0.5          # jaxrl's default_init: orthogonal(sqrt 2), zero bias
+ACTION_CLIP = 1 - 1e-5          # D4RLDataset(clip_to_eps=True)
+
+
+def build_iql_networks(agent: Agent, spec: Spec, cfg, value_layer_norm: bool = False) -> None:
+    """The IQL code's networks, which the Dual-RL code (f-DVL, ReCOIL) builds on: twin Q and V
+    with jaxrl's init, a tanh-mean Gaussian actor, Adam for each, and the actor's step counter."""
+    agent.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
+                       squeeze=True, orthogonal_init=JAXRL_GAIN)
+    agent.target_critic = copy.deepcopy(agent.critic).requires_grad_(False)
+    agent.value = MLP(spec.obs_dim, cfg.hidden, 1, layer_norm=value_layer_norm, seeds=spec.seeds,
+                      squeeze=True, orthogonal_init=JAXRL_GAIN)
+    agent.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, tanh_mean=True,
+                                  log_std_min=-5.0, seeds=spec.seeds, orthogonal_init=JAXRL_GAIN)
+    agent.critic_opt = torch.optim.Adam(agent.critic.parameters(), lr=cfg.critic_lr)
+    agent.value_opt = torch.optim.Adam(agent.value.parameters(), lr=cfg.value_lr)
+    agent.policy_opt = torch.optim.Adam(agent.policy.parameters(), lr=cfg.actor_lr)
+    agent.register_buffer("step", torch.zeros(()))
+
+
+def awr_policy_step(agent: Agent, s, a, advantage, beta: float, weight_clip: float) -> dict:
+    """One AWR actor step, -E[min(exp(beta A), clip) log pi(a|s)] (actor.py), with the
+    cosine-decayed learning rate; the data's actions clipped to +-(1 - 1e-5)."""
+    weight = awr_weight(advantage, beta, weight_clip)
+    loss = seed_mean(weight * -agent.policy.log_prob(s, a.clamp(-ACTION_CLIP, ACTION_CLIP)))
+    params = list(agent.policy.parameters())
+    agent.step += 1
+    decay = agent.cfg.lr_decay_steps
+    apply_gradients(params, torch.autograd.grad(loss.sum(), params), agent.policy_opt,
+                    cosine_scale(agent.step - 1, decay) if decay else None)
+    return {"policy_loss": loss.detach(), "weight_ess": effective_batch_share(weight)}
+
 
 @register_agent("iql")
 class IQL(Agent):
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
-        self.critic = MLP(spec.obs_dim + spec.action_dim, cfg.hidden, 1, seeds=spec.seeds, heads=2,
-                          squeeze=True)
-        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
-        self.value = MLP(spec.obs_dim, cfg.hidden, 1, seeds=spec.seeds, squeeze=True)
-        self.policy = GaussianPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, tanh_mean=True,
-                                     log_std_min=-20.0, seeds=spec.seeds)
-        self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr)
-        self.value_opt = torch.optim.Adam(self.value.parameters(), lr=cfg.value_lr)
-        self.policy_opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.actor_lr)
-        self.register_buffer("step", torch.zeros(()))
+        build_iql_networks(self, spec, cfg)
 
     def q(self, critic, s, a):
         return critic(torch.cat([s, a], dim=-1))                           # [S, 2, B]
@@ -43,30 +75,25 @@ class IQL(Agent):
     def update(self, batch: TensorDict) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         s, a = batch["observations"], batch["actions"]
+        # V: expectile regression on the target critic's min
         with torch.no_grad():
             q_target = self.q(self.target_critic, s, a).min(1).values      # [S, B]
-            v_next = self.value(batch["next_observations"])
-        v = self.value(s)
-        advantage = q_target - v
-        value_loss = seed_mean(expectile_loss(advantage, cfg.expectile))
+        value_loss = seed_mean(expectile_loss(q_target - self.value(s), cfg.expectile))
         params = list(self.value.parameters())
         apply_gradients(params, torch.autograd.grad(value_loss.sum(), params), self.value_opt)
-
+        # pi: AWR with the updated V
+        with torch.no_grad():
+            advantage = q_target - self.value(s)
+            v_next = self.value(batch["next_observations"])
+        metrics = awr_policy_step(self, s, a, advantage, cfg.beta, cfg.weight_clip)
+        # Q: regression on r + gamma (1 - d) V_new(s'), summed over the twins
         y = batch["rewards"] + cfg.discount * (1 - batch["terminals"]) * v_next
-        critic_loss = seed_mean((self.q(self.critic, s, a) - y[:, None]).pow(2))
+        critic_loss = 2 * seed_mean((self.q(self.critic, s, a) - y[:, None]).pow(2))
         params = list(self.critic.parameters())
         apply_gradients(params, torch.autograd.grad(critic_loss.sum(), params), self.critic_opt)
-
-        weight = awr_weight(advantage, cfg.beta, cfg.weight_clip)
-        policy_loss = seed_mean(weight * -self.policy.log_prob(s, a))
-        params = list(self.policy.parameters())
-        self.step += 1
-        apply_gradients(params, torch.autograd.grad(policy_loss.sum(), params), self.policy_opt,
-                        cosine_scale(self.step - 1, cfg.lr_decay_steps) if cfg.lr_decay_steps else None)
         polyak_update(self.target_critic, self.critic, cfg.tau)
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
-                "policy_loss": policy_loss.detach(), "advantage_mean": seed_mean(advantage.detach()),
-                "weight_ess": effective_batch_share(weight)}
+                "advantage_mean": seed_mean(advantage), **metrics}
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.policy.act(obs, deterministic)

@@ -114,12 +114,15 @@ def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor
 class GaussianPolicy(nn.Module):
     """N(mu(s), diag(exp(log_std))^2) with a state-independent log-std clamped to [-5, 2].
 
-    With `seeds=S`, observations are [S, *batch, obs] and each seed has its own log-std."""
+    With `seeds=S`, observations are [S, *batch, obs] and each seed has its own log-std.
+    `orthogonal_init=g`: jaxrl's NormalTanhPolicy init (orthogonal(g), zero bias, on the hidden
+    layers and the mean layer); None keeps PyTorch's default."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], tanh_mean: bool = False,
-                 log_std_min: float = -5.0, log_std_max: float = 2.0, seeds: int | None = None):
+                 log_std_min: float = -5.0, log_std_max: float = 2.0, seeds: int | None = None,
+                 orthogonal_init: float | None = None):
         super().__init__()
-        self.mean_net = MLP(obs_dim, hidden, action_dim, seeds=seeds)
+        self.mean_net = MLP(obs_dim, hidden, action_dim, seeds=seeds, orthogonal_init=orthogonal_init)
         self.log_std = nn.Parameter(torch.zeros(action_dim) if seeds is None
                                     else torch.zeros(seeds, action_dim))
         self.tanh_mean = tanh_mean

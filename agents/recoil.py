@@ -10,20 +10,20 @@ data plus the expert episodes) and B expert transitions.
   V (the implicit maximiser, XQL's Gumbel loss as in f-DVL's reverse_kl), on the mixture half:
       z = min((min_k Qbar_k(s, a) - V(s)) / temp, max_clip),  m = sg(max(max_batch z, -1)),
       L_V = mean[e^(z - m) - z e^(-m) - e^(-m)],  the max over the whole (both-halves) batch.
-  pi: AWR on the mixture half, min(exp(beta (min_k Qbar_k - V)), 100) * -log pi(a|s)
-      (the authors' actor file could not be read; this is IQL's and SMORe's actor).
-Order and networks as IQL's learner (which the code builds on): V, then Q against the new V,
-then the actor, then Polyak averaging of the target critic. LayerNorm off by default.
+  pi: AWR on the mixture half with the *updated* V, min(exp(beta (min_k Qbar_k - V_new)), 100)
+      * -log pi(a|s), as the IQL-based learners the code builds on pass `new_value` to the actor.
+Order and networks as IQL's learner (agents/iql.py, jaxrl init on every layer): V, the actor,
+then Q against the new V, then Polyak averaging of the target critic. LayerNorm off, raw
+observations (no normalisation), as the DVL and SMORe code.
 
 Temperature. Every target is bounded: Q on the expert half is pulled to 200, and on the mixture
 y = -2 + gamma V(s') <= 196 while V <= 200, so a mixture Q above the expert's is divergence.
 It comes from the Gumbel loss's soft maximum, V = temp log E[exp(Q / temp)], which sits above
 the noisy Q it regresses on (by Var(Q) / (2 temp) for Gaussian noise): once that exceeds the
-step cost of 2, each backup adds to the next. The authors' README: raise `temp` (2.5 -> 5 ->
-10 -> 20) until Q stops diverging. Departure: the default here is 10, not 2.5. On one
-hopper-expert episode plus hopper-random, 10k updates, one seed, the mixture's mean Q ended at
-469 (temp 2.5, still climbing 55 per 1k updates), 147 (5), 68 (10) and -9 (20), the expert's
-at 200 in each.
+step cost of 2, each backup adds to the next. The authors' README: start at 2.5 and raise
+`temp` (5, 10, 20) until Q stops diverging. The default is the first step of that ladder that
+keeps the mixture's Q below the expert's on one hopper-expert episode plus hopper-random: 5
+(docs/agents.md has the 3-seed measurement, 2.5 against 5).
 """
 from __future__ import annotations
 
@@ -31,11 +31,11 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
-from rlcore.agents.fdvl import build_dual_rl_networks, dual_value_loss
+from rlcore.agents.fdvl import dual_value_loss
+from rlcore.agents.iql import awr_policy_step, build_iql_networks
 from rlcore.buffer import Buffer
 from rlcore.errors import ConfigError
 from rlcore.nets import polyak_update
-from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share
 from rlcore.registry import register_agent
 
 
@@ -43,7 +43,7 @@ from rlcore.registry import register_agent
 class ReCOIL(Agent):
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
-        build_dual_rl_networks(self, spec, cfg)
+        build_iql_networks(self, spec, cfg, value_layer_norm=cfg.value_layer_norm)
 
     def check_data(self, buffer: Buffer) -> None:
         if "expert" not in buffer.subsets:
@@ -67,32 +67,23 @@ class ReCOIL(Agent):
         with torch.no_grad():
             q_target = self.q(self.target_critic, s, a).min(1).values       # [S, 2B]
         v = self.value(s)
-        x = q_target - v
-        value_loss = seed_mean(dual_value_loss(x, "reverse_kl", cfg.temp, cfg.max_clip)[:, :half])
+        value_loss = seed_mean(dual_value_loss(q_target - v, "reverse_kl", cfg.temp, cfg.max_clip)[:, :half])
         params = list(self.value.parameters())
         apply_gradients(params, torch.autograd.grad(value_loss.sum(), params), self.value_opt)
 
         with torch.no_grad():
+            advantage = (q_target - self.value(s))[:, :half]                # the updated V
             done = batch["terminals"][:, :half]
             v_next = self.value(batch["next_observations"][:, :half])
             y = cfg.constant_reward + cfg.discount * (1 - done) * v_next + cfg.discount * done * cfg.absorbing_value
+        metrics = awr_policy_step(self, s[:, :half], a[:, :half], advantage, cfg.beta, cfg.weight_clip)
         q = self.q(self.critic, s, a)                                         # [S, 2, 2B]
         critic_loss = 2 * (seed_mean(0.5 * (q[..., half:] - cfg.expert_value).pow(2))
                            + seed_mean(0.5 * (q[..., :half] - y[:, None]).pow(2)))
         params = list(self.critic.parameters())
         apply_gradients(params, torch.autograd.grad(critic_loss.sum(), params), self.critic_opt)
-
-        advantage = x.detach()[:, :half]
-        weight = awr_weight(advantage, cfg.beta, cfg.weight_clip)
-        policy_loss = seed_mean(weight * -self.policy.log_prob(s[:, :half], a[:, :half]))
-        params = list(self.policy.parameters())
-        self.step += 1
-        scale = cosine_scale(self.step - 1, cfg.lr_decay_steps) if cfg.lr_decay_steps else None
-        apply_gradients(params, torch.autograd.grad(policy_loss.sum(), params), self.policy_opt, scale)
         polyak_update(self.target_critic, self.critic, cfg.tau)
-        return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
-                "policy_loss": policy_loss.detach(),
-                "weight_ess": effective_batch_share(weight),
+        return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(), **metrics,
                 "q_expert": seed_mean(q.detach()[..., half:]), "q_mixture": seed_mean(q.detach()[..., :half])}
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:

@@ -60,14 +60,23 @@ def load_config(overrides: list[str] = ()) -> DictConfig:
         raise ConfigError(msg) from None
     finally:
         GlobalHydra.instance().clear()
-    apply_per_dataset(cfg, overrides)
+    explicit = {o.get_key_element() for o in _parse(overrides)}
+    apply_run_defaults(cfg, explicit)
+    apply_per_dataset(cfg, explicit)
     return cfg
 
 
-def apply_per_dataset(cfg: DictConfig, overrides: list[str]) -> None:
+def apply_run_defaults(cfg: DictConfig, explicit: set[str]) -> None:
+    """An agent's `run_defaults` (full keys such as `trainer.steps`) for the authors' run, e.g.
+    O-DICE imitation's 500k updates on one expert trajectory; the user's overrides win."""
+    for key, value in (cfg.agent.get("run_defaults") or {}).items():
+        if key not in explicit:
+            OmegaConf.update(cfg, key, value, merge=False)
+
+
+def apply_per_dataset(cfg: DictConfig, explicit: set[str]) -> None:
     per_dataset = cfg.agent.get("per_dataset") or {}
     dataset = Path(str(cfg.env.dataset)).stem
-    explicit = {o.get_key_element() for o in _parse(overrides)}
     for pattern, values in per_dataset.items():
         if fnmatch.fnmatch(dataset, pattern):
             for key, value in values.items():

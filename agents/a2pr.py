@@ -36,6 +36,7 @@ from rlcore.agent import Agent, DelayedActorUpdates, Spec, apply_gradients, seed
 from rlcore.nets import MLP, DeterministicPolicy
 from rlcore.objectives import smoothed_target_action
 from rlcore.registry import register_agent
+from rlcore.schema import number
 
 
 class VAE(nn.Module):
@@ -59,6 +60,7 @@ class VAE(nn.Module):
 
 @register_agent("a2pr")
 class A2PR(DelayedActorUpdates, Agent):
+    config_schema = {"mask": number(0), "vae_weight": number(0)}
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         S = spec.seeds

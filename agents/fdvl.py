@@ -34,6 +34,7 @@ from rlcore.agents.iql import awr_policy_step, build_iql_networks
 from rlcore.errors import ConfigError
 from rlcore.nets import polyak_update
 from rlcore.registry import register_agent
+from rlcore.schema import choice, count, positive
 
 DIVERGENCES = ("chi_square", "total_variation", "reverse_kl")
 
@@ -54,6 +55,8 @@ def dual_value_loss(x: torch.Tensor, f: str, alpha: float, max_clip: float = 7.0
 
 @register_agent("fdvl")
 class FDVL(Agent):
+    config_schema = {"f": choice(*DIVERGENCES), "temp": positive(), "random_actions": count(0),
+                     "huber_delta": positive()}
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         if cfg.f not in DIVERGENCES:

@@ -60,6 +60,7 @@ from rlcore.errors import ConfigError
 from rlcore.nets import MLP, GaussianPolicy, polyak_update
 from rlcore.objectives import effective_batch_share
 from rlcore.registry import register_agent
+from rlcore.schema import choice, flag, fraction, number
 
 GRADIENT_RULES = ("orthogonal_true_g", "true_g", "semi_g")  # the authors' --type names
 DIVERGENCES = ("pearson_chi2", "reverse_kl")
@@ -92,6 +93,9 @@ def orthogonal_gradient(g_state, g_forward, g_backward, seeds: int = 1):
 @register_agent("odice_il")   # the imitation variant: same update, configs/agent/odice_il.yaml
 @register_agent("odice")
 class ODICE(Agent):
+    config_schema = {"gradient": choice(*GRADIENT_RULES), "f": choice(*DIVERGENCES),
+                     "lam": fraction(low_open=True, high_open=True), "eta": number(0),
+                     "policy_weight_decay": number(0), "twin_v": flag(), "tanh_mean": flag()}
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         if cfg.gradient not in GRADIENT_RULES:

@@ -37,10 +37,13 @@ from rlcore.buffer import Buffer
 from rlcore.errors import ConfigError
 from rlcore.nets import polyak_update
 from rlcore.registry import register_agent
+from rlcore.schema import number, positive
 
 
 @register_agent("recoil")
 class ReCOIL(Agent):
+    config_schema = {"temp": positive(), "constant_reward": number(), "expert_value": number(),
+                     "absorbing_value": number()}
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         build_iql_networks(self, spec, cfg, value_layer_norm=cfg.value_layer_norm)

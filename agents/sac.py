@@ -20,10 +20,13 @@ from tensordict import TensorDict
 from rlcore.agent import Agent, Spec, apply_gradients
 from rlcore.nets import MLP, TanhGaussianPolicy, polyak_update
 from rlcore.registry import register_agent
+from rlcore.schema import count, number
 
 
 @register_agent("sac")
 class SAC(Agent):
+    config_schema = {"init_log_alpha": number(), "buffer_size": count(1), "start_steps": count(0),
+                     "update_after": count(1)}
     multi_seed = False  # online: one environment stream and buffer per process
 
     def __init__(self, spec: Spec, cfg):

@@ -42,6 +42,7 @@ class Spec:
 
 class Agent(nn.Module):
     multi_seed = True       # False: one seed per process, no seed dimension (online SAC)
+    config_schema: dict = {}  # rules for this agent's own config keys (rlcore.schema)
     update_cycle = 1        # updates after which Python-side state repeats (CUDA-graph capture)
 
     def __init__(self, spec: Spec, cfg: DictConfig):

@@ -13,6 +13,12 @@ Every loop runs the same agent math on the same device in the same process:
                     the aggregate throughput against the one-seed reference.
 `bench.agents=all` benches every registered offline agent, one after another.
 Synthetic data with the env's observation and action sizes; the numbers are throughput only.
+
+`bench.sustained=N` (N > 2000) adds a drift check on the env's real dataset: N updates in
+the first of `bench.modes`, after a parallel op has started torch's worker threads (as making
+a dataset does), and the rate over the last 1,000 updates beside the first 1,000. A ratio
+well below 1 means the update slows as it trains; subnormal floats were such a cause
+(rlcore.denormals), and only real data with weighted-BC agents shows them.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from rlcore.config import load_config, resolve_device
 from rlcore.data import from_arrays
 from rlcore.fileio import atomic_write_text
 from rlcore.registry import AGENTS
-from rlcore.trainer import build_agent
+from rlcore.trainer import build_agent, prepare
 
 
 LABELS = {"compile": "compiled (torch.compile)", "cudagraphs": "CUDA graph, {k} compiled updates"}
@@ -106,8 +112,12 @@ def run_bench(overrides: list[str]) -> list[dict]:
     names = cfg.bench.get("agents") or [cfg.agent.name]
     if names == "all":  # the offline (multi-seed) agents
         names = [n for n in AGENTS.names() if AGENTS.get(n).multi_seed]
-    results = [bench_agent(load_config([*overrides, f"agent={name}"]) if name != cfg.agent.name
-                           else cfg) for name in names]
+    results = []
+    for name in names:
+        agent_cfg = load_config([*overrides, f"agent={name}"]) if name != cfg.agent.name else cfg
+        results.append(bench_agent(agent_cfg))
+        if int(cfg.bench.sustained):
+            results[-1]["sustained"] = bench_sustained(agent_cfg)
     atomic_write_text(cfg.bench.out, json.dumps(results if len(results) > 1 else results[0], indent=2))
     print(f"saved {cfg.bench.out}")
     return results
@@ -160,4 +170,33 @@ def bench_agent(cfg) -> dict:
     for row in rows:
         warm = "" if row["warmup_s"] is None else f"{row['warmup_s']:.1f}"
         print(f"{row['loop']:<52} {row['updates_per_s']:>10.1f} {row['ratio']:>7.2f} {warm:>10}")
+    return result
+
+
+def bench_sustained(cfg, window: int = 1000) -> dict:
+    """Updates/s over the first and the last `window` of `bench.sustained` updates on the
+    env's real dataset, in one process whose worker threads ran before the agent was built."""
+    total = int(cfg.bench.sustained)                 # >= 2000 (rlcore.schema)
+    torch.ones(1 << 20).mul_(0.5).sum()           # start the intra-op worker threads first
+    setup = prepare(cfg, progress=False)
+    mode = bench_modes(cfg.bench.modes, setup.device)[0]
+    step = update_step(setup.agent, setup.buffer, cfg.agent.batch_size, mode)
+    rates, done = {}, 0
+    for name, start in (("first", 0), ("last", total - window)):
+        for _ in range(start - done):
+            step()
+        _sync(setup.device)
+        began = time.perf_counter()
+        for _ in range(window):
+            metrics = step()
+        torch.stack([v.float().mean() for v in metrics.values()]).cpu()
+        _sync(setup.device)
+        rates[name] = window / (time.perf_counter() - began)
+        done = start + window
+    result = {"dataset": str(cfg.env.dataset), "mode": mode, "updates": total,
+              "first_updates_per_s": rates["first"], "last_updates_per_s": rates["last"],
+              "last_over_first": rates["last"] / rates["first"]}
+    print(f"sustained, {mode}, {cfg.env.dataset}: {rates['first']:.1f} updates/s over updates "
+          f"1-{window}, {rates['last']:.1f} over {total - window + 1}-{total} "
+          f"(ratio {result['last_over_first']:.2f})")
     return result

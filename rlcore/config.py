@@ -15,6 +15,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 import rlcore.configs
 from rlcore.errors import ConfigError
+from rlcore.schema import validate
 
 CONFIG_DIR = Path(rlcore.configs.__file__).parent
 
@@ -63,7 +64,14 @@ def load_config(overrides: list[str] = ()) -> DictConfig:
     explicit = {o.get_key_element() for o in _parse(overrides)}
     apply_run_defaults(cfg, explicit)
     apply_per_dataset(cfg, explicit)
+    check_config(cfg)
     return cfg
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Every value against the declared schema (rlcore.schema plus the agent's own rules)."""
+    from rlcore.registry import AGENTS                  # the registry imports the agents
+    validate(cfg, AGENTS.get(cfg.agent.name).config_schema)
 
 
 def apply_run_defaults(cfg: DictConfig, explicit: set[str]) -> None:
@@ -93,6 +101,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
             raise ConfigError(f"{key} is not a key of the run's config")
         OmegaConf.update(cfg, key, o.value(), merge=False)
+    check_config(cfg)
     return cfg
 
 

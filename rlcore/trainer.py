@@ -28,7 +28,7 @@ from rlcore.compile import (DEFAULT_CAPTURED_ADAM, batch_update, check_captured_
                             update_step)
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
-from rlcore.datasets import load_dataset
+from rlcore.datasets import load_dataset, locate
 from rlcore.denormals import flush_denormals
 from rlcore.errors import ConfigError
 from rlcore.evaluation import Evaluator
@@ -206,6 +206,10 @@ def save_policy_snapshot(run_dir: Path, step: int, agent: Agent, result: dict) -
 def train(cfg: DictConfig) -> list[RunResult]:
     """Train one agent (one result) or `seeds=K` agents at once (one result per seed)."""
     device = resolve_device(cfg.device)
+    if not cfg.agent.get("online"):             # an unknown dataset fails before any folder exists
+        for name in (cfg.env.dataset, cfg.env.get("suboptimal")):
+            if name:
+                locate(str(name), cfg.data.transitions, cfg.data.seed, cfg.data.dir)
     run_dir = Path(cfg.resume or cfg.run_dir or default_run_dir(cfg))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = OmegaConf.merge(cfg, {"run_dir": str(run_dir)})

@@ -39,16 +39,24 @@ def test_help_and_list(capsys):
     (["env.dataset=hopper-mediun"], "unknown dataset 'hopper-mediun'; valid: "),
     (["trainer.stepz=5"], "trainer.stepz"),
     (["seed=0,1"], "multirun"),
-    (["agent.gradient=sideways"], "valid: orthogonal_true_g, true_g, semi_g"),
+    (["agent.gradient=sideways"], "agent.gradient='sideways': must be one of orthogonal_true_g, true_g, semi_g"),
     (["device=tpu"], "device='tpu' is not a device"),
-    (["trainer.captured_adam=lamb"], "trainer.captured_adam='lamb'; valid: fused, foreach"),
-    (["trainer.matmul_precision=bf16"], "trainer.matmul_precision='bf16'; valid: highest, high"),
+    (["trainer.captured_adam=lamb"], "trainer.captured_adam='lamb': must be one of foreach, fused"),
+    (["trainer.matmul_precision=bf16"], "trainer.matmul_precision='bf16': must be one of highest, high"),
+    (["trainer.steps=-5"], "trainer.steps=-5: must be an integer >= 1"),
+    (["trainer.eval_every=0"], "trainer.eval_every=0: must be an integer >= 1"),
+    (["agent.batch_size=0"], "agent.batch_size=0: must be an integer >= 1"),
+    (["agent.discount=1.5"], "agent.discount=1.5: must be a number in (0, 1]"),
+    (["agent.lam=0"], "agent.lam=0: must be a number in (0, 1)"),
+    (["agent.value_lr=fast"], "agent.value_lr='fast': must be a number > 0"),
+    (["trainer.progress=3"], "trainer.progress=3: must be true or false"),
 ])
 def test_bad_input_fails_with_a_message_listing_valid_values(args, message, capsys, tmp_path):
     code, _, err = run_cli(["train", *TINY, *args, f"runs_root={tmp_path}"], capsys)
     assert code == 2
     assert message in err
     assert "Traceback" not in err
+    assert not any(tmp_path.iterdir()), "nothing is written before the config is checked"
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA message")

@@ -26,6 +26,7 @@ import torch
 
 from rlcore.collect import Behaviour, collect
 from rlcore.data import DatasetError, OfflineDataset, concatenate
+from rlcore.fileio import load_torch_file
 from rlcore.nets import TanhGaussianPolicy
 from rlcore.registry import register_dataset
 
@@ -107,7 +108,7 @@ def shipped_actor(env: str, quality: str) -> SampledActor:
             f"no {quality} behaviour policy for {env} is shipped yet ({path} is missing). Train "
             f"one: rlcore train agent=sac env={env}, then rlcore data export-policy <run dir> "
             f"--quality {quality}")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_torch_file(path, map_location="cpu")
     return sampled_actor(state, state["actor"])
 
 
@@ -150,7 +151,7 @@ class ReplaySchedule:
             raise DatasetError(f"no medium-replay schedule for {self.env} is shipped yet ({path} is "
                                f"missing); rlcore data export-policy <sac run dir> --quality medium "
                                "writes it next to the medium policy")
-        state = torch.load(path, map_location="cpu", weights_only=False)
+        state = load_torch_file(path, map_location="cpu")
         behaviours = [(state["random_steps"], UniformRandom(state["action_dim"]))]
         behaviours += [(phase["steps"], sampled_actor(state, phase["actor"])) for phase in state["phases"]]
         total = sum(n for n, _ in behaviours)

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import torch
 
-from rlcore.fileio import atomic_write
+from rlcore.fileio import atomic_write, load_torch_file
 
 PATTERN = "step_*.pt"
 
@@ -28,4 +28,4 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict:
-    return torch.load(path, map_location=device, weights_only=False)
+    return load_torch_file(path, map_location=device)

@@ -133,12 +133,12 @@ def cmd_data(args) -> int:
     if args.name is None:
         raise UserError(f"rlcore data {args.action} needs a dataset name (see rlcore data list)")
     if args.action == "export-policy":
-        import torch
         from rlcore.envs.mujoco import POLICY_DIR
+        from rlcore.fileio import load_torch_file
         from rlcore.policies import export_policy
         dest = export_policy(Path(args.name), args.quality, Path(args.out or POLICY_DIR),
                              args.target_return)
-        state = torch.load(dest, weights_only=False)
+        state = load_torch_file(dest)
         print(f"{dest}: {state['quality']} policy of {state['env']} from step {state['train_step']}, "
               f"eval return {state['eval']['return_mean']:.1f} ± {state['eval']['return_std']:.1f} "
               f"(best in the run {state['expert_return']:.1f})")

@@ -6,7 +6,29 @@ import fcntl
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
+
+from rlcore.errors import UserError
+
+
+class UnsafeFileError(UserError):
+    """A checkpoint or policy file that holds more than tensors and plain data."""
+
+
+def load_torch_file(path: str | os.PathLike, map_location=None) -> Any:
+    """torch.load with weights_only=True: tensors, numbers, strings and containers only. A file
+    carrying pickled objects (code that unpickling would run) is refused, never executed."""
+    import pickle
+
+    import torch
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else "unsupported content"
+        raise UnsafeFileError(
+            f"{path} holds pickled objects, not only tensors and plain data ({reason}); rlcore "
+            "writes checkpoints and policies without any, so this file was not made by rlcore or "
+            "was altered, and it is not loaded") from None
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:

@@ -15,7 +15,7 @@ import torch
 from omegaconf import OmegaConf
 
 from rlcore.errors import UserError
-from rlcore.fileio import atomic_write
+from rlcore.fileio import atomic_write, load_torch_file
 
 QUALITIES = ("medium", "expert")
 
@@ -30,7 +30,7 @@ def select_snapshot(run_dir: Path, quality: str,
     if not paths:
         raise UserError(f"{run_dir} has no policy snapshots (policies/step_*.pt); they are saved "
                         "at every evaluation of an online run (rlcore train agent=sac ...)")
-    snapshots = [(p, torch.load(p, map_location="cpu", weights_only=False)) for p in paths]
+    snapshots = [(p, load_torch_file(p, map_location="cpu")) for p in paths]
     expert_return = max(s["eval"]["return_mean"] for _, s in snapshots)
     target = expert_return if quality == "expert" else (
         expert_return / 3 if target_return is None else target_return)
@@ -53,14 +53,14 @@ def export_replay(run_dir: Path, medium_path: Path, out_dir: Path, every: int = 
     D4RL's medium-replay is that buffer itself (too large to ship); the `<env>-medium-replay`
     recipe re-creates its make-up by rolling each policy out for the steps it acted."""
     cfg = OmegaConf.load(run_dir / "config.yaml")
-    medium = torch.load(medium_path, map_location="cpu", weights_only=False)
+    medium = load_torch_file(medium_path, map_location="cpu")
     medium_step = medium["train_step"]
     random_steps = int(cfg.agent.start_steps)
     phases, steps = [], snapshot_steps(run_dir)
     for step in range(random_steps, medium_step, every):
         snapshot_step = max([s for s in steps if s <= step] or steps[:1])  # the policy acting then
-        snapshot = torch.load(run_dir / "policies" / f"step_{snapshot_step:09d}.pt", map_location="cpu",
-                              weights_only=False)
+        snapshot = load_torch_file(run_dir / "policies" / f"step_{snapshot_step:09d}.pt",
+                                   map_location="cpu")
         phases.append({"steps": min(every, medium_step - step), "policy_step": snapshot_step,
                        "actor": actor_state(snapshot, half=True)})
     state = {"env": cfg.env.name, "hidden": list(cfg.agent.hidden), "random_steps": random_steps,

@@ -246,3 +246,32 @@ def test_data_make_info_and_path_of_a_generated_dataset(capsys, tmp_path):
     assert out.strip().endswith("d4rl/hopper-medium-replay-v2.hdf5")
     code, _, err = run_cli(["data", "info", "hopper-mediun"], capsys)
     assert code == 2 and "unknown dataset 'hopper-mediun'" in err
+
+
+def _leave_a_mark(path):
+    """What a malicious pickle would run on load (here: it writes a file)."""
+    open(path, "w").close()
+
+
+class PickledCallable:
+    def __init__(self, mark):
+        self.mark = mark
+
+    def __reduce__(self):
+        return _leave_a_mark, (self.mark,)
+
+
+def test_a_crafted_checkpoint_is_refused_and_never_run(capsys, tmp_path):
+    run = tmp_path / "run"
+    code, _, _ = run_cli(["train", *TINY, "trainer.steps=20", "trainer.eval_every=20",
+                          "trainer.checkpoint_every=10", "trainer.log_every=10", f"run_dir={run}"], capsys)
+    assert code == 0
+    checkpoint = latest_checkpoint(run)
+    state = torch.load(checkpoint, weights_only=True)
+    mark = tmp_path / "pickle-ran"
+    state["evals"] = PickledCallable(str(mark))
+    torch.save(state, checkpoint)
+    for args in (["eval", str(run), "--episodes", "1"], ["train", f"resume={run}"]):
+        code, _, err = run_cli(args, capsys)
+        assert code == 2 and "holds pickled objects" in err and "not loaded" in err
+        assert not mark.exists()

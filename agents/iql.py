@@ -50,11 +50,16 @@ def build_iql_networks(agent: Agent, spec: Spec, cfg, value_layer_norm: bool = F
     agent.register_buffer("step", torch.zeros(()))
 
 
-def awr_policy_step(agent: Agent, s, a, advantage, beta: float, weight_clip: float) -> dict:
-    """One AWR actor step, -E[min(exp(beta A), clip) log pi(a|s)] (actor.py), with the
-    cosine-decayed learning rate; the data's actions clipped to +-(1 - 1e-5)."""
+def awr_loss(policy, s, a, advantage, beta: float, weight_clip: float):
+    """-E[min(exp(beta A), clip) log pi(a|s)] per seed (actor.py), the data's actions clipped to
+    +-(1 - 1e-5); also the weights."""
     weight = awr_weight(advantage, beta, weight_clip)
-    loss = seed_mean(weight * -agent.policy.log_prob(s, a.clamp(-ACTION_CLIP, ACTION_CLIP)))
+    return seed_mean(weight * -policy.log_prob(s, a.clamp(-ACTION_CLIP, ACTION_CLIP))), weight
+
+
+def awr_policy_step(agent: Agent, s, a, advantage, beta: float, weight_clip: float) -> dict:
+    """One AWR actor step with the cosine-decayed learning rate."""
+    loss, weight = awr_loss(agent.policy, s, a, advantage, beta, weight_clip)
     params = list(agent.policy.parameters())
     agent.step += 1
     decay = agent.cfg.lr_decay_steps
@@ -72,23 +77,29 @@ class IQL(Agent):
     def q(self, critic, s, a):
         return critic(torch.cat([s, a], dim=-1))                           # [S, 2, B]
 
+    def value_loss(self, s, a) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expectile regression of V on the target critic's min (eq. 5); also that min."""
+        with torch.no_grad():
+            q_target = self.q(self.target_critic, s, a).min(1).values      # [S, B]
+        return seed_mean(expectile_loss(q_target - self.value(s), self.cfg.expectile)), q_target
+
+    def critic_loss(self, batch: TensorDict, v_next: torch.Tensor) -> torch.Tensor:
+        """sum_k E (r + gamma (1 - d) V(s') - Q_k(s, a))^2 (eq. 6)."""
+        y = batch["rewards"] + self.cfg.discount * (1 - batch["terminals"]) * v_next
+        q = self.q(self.critic, batch["observations"], batch["actions"])
+        return 2 * seed_mean((q - y[:, None]).pow(2))
+
     def update(self, batch: TensorDict) -> dict[str, torch.Tensor]:
         cfg = self.cfg
         s, a = batch["observations"], batch["actions"]
-        # V: expectile regression on the target critic's min
-        with torch.no_grad():
-            q_target = self.q(self.target_critic, s, a).min(1).values      # [S, B]
-        value_loss = seed_mean(expectile_loss(q_target - self.value(s), cfg.expectile))
+        value_loss, q_target = self.value_loss(s, a)
         params = list(self.value.parameters())
         apply_gradients(params, torch.autograd.grad(value_loss.sum(), params), self.value_opt)
-        # pi: AWR with the updated V
-        with torch.no_grad():
+        with torch.no_grad():                                             # the updated V
             advantage = q_target - self.value(s)
             v_next = self.value(batch["next_observations"])
         metrics = awr_policy_step(self, s, a, advantage, cfg.beta, cfg.weight_clip)
-        # Q: regression on r + gamma (1 - d) V_new(s'), summed over the twins
-        y = batch["rewards"] + cfg.discount * (1 - batch["terminals"]) * v_next
-        critic_loss = 2 * seed_mean((self.q(self.critic, s, a) - y[:, None]).pow(2))
+        critic_loss = self.critic_loss(batch, v_next)
         params = list(self.critic.parameters())
         apply_gradients(params, torch.autograd.grad(critic_loss.sum(), params), self.critic_opt)
         polyak_update(self.target_critic, self.critic, cfg.tau)

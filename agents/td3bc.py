@@ -53,12 +53,16 @@ class TD3BC(DelayedActorUpdates, Agent):
         self.delayed_actor_step(metrics, s, a)
         return metrics
 
-    def update_actor(self, s, a) -> dict[str, torch.Tensor]:
+    def actor_loss(self, s, a) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(L_pi, its BC term, lambda) per seed."""
         pi = self.actor(s)
         q = self.q(self.critic, s, pi)[:, 0]                                # Q_1: [S, B]
         lam = self.cfg.alpha / q.abs().mean(1).detach()                    # per seed
         bc = seed_mean((pi - a).pow(2))
-        loss = -lam * seed_mean(q) + bc
+        return -lam * seed_mean(q) + bc, bc, lam
+
+    def update_actor(self, s, a) -> dict[str, torch.Tensor]:
+        loss, bc, lam = self.actor_loss(s, a)
         params = list(self.actor.parameters())
         apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.actor_opt)
         return {"actor_loss": loss.detach(), "bc_loss": bc.detach(), "lambda": lam}

@@ -185,3 +185,30 @@ def test_bc_loss_and_gradient_match_torchrl():
     params = list(agent.policy.parameters())
     rl_grads = dict(zip(params, torch.autograd.grad(mine, params)))
     assert_grads_match(agent.policy.net, rl_grads, torchrl_grads(theirs, loss.actor_network_params))
+
+
+def test_datasets_round_trip_through_a_torchrl_replay_buffer():
+    import numpy as np
+
+    from rlcore.buffer import Buffer
+    from rlcore.data import from_arrays
+    from rlcore.torchrl_bridge import from_torchrl, to_torchrl_buffer
+    rng = np.random.default_rng(0)
+    n = 50
+    arrays = {"observations": rng.standard_normal((n, OBS)).astype(np.float32),
+              "actions": rng.uniform(-1, 1, (n, ACT)).astype(np.float32),
+              "rewards": rng.standard_normal(n).astype(np.float32),
+              "next_observations": rng.standard_normal((n, OBS)).astype(np.float32),
+              "terminals": (np.arange(n) == 20).astype(np.float32),
+              "timeouts": (np.arange(n) == n - 1).astype(np.float32)}
+    dataset = from_arrays("toy", arrays)
+    rb = to_torchrl_buffer(dataset, batch_size=8)
+    sample = rb.sample()
+    assert sample["next", "reward"].shape == (8, 1) and sample["action"].shape == (8, ACT)
+    back = from_torchrl(rb)
+    for key, value in dataset.arrays().items():
+        np.testing.assert_array_equal(getattr(back, key), value, err_msg=key)
+    buffer = Buffer.from_dataset(back)
+    assert len(buffer) == n
+    with pytest.raises(Exception, match="needs observation, action"):
+        from_torchrl(TensorDict({"observation": torch.zeros(3, OBS)}, [3]))

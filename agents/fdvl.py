@@ -22,7 +22,7 @@ common.py and policy.py); Adam 3e-4; batch 1024.
 Departure: reverse_kl's batch max m is taken per seed (each seed its own batch).
 Defaults are the authors' locomotion command (chi_square, temp 1). With it V only rises (the loss
 is flat for -4 < x < 0) and floats above the data's Q; at 10k updates on the generated datasets
-`f=total_variation temp=0.8` scored higher on all nine (docs/agents.md, sessions 9 and 10).
+`f=total_variation temp=0.8` scored higher on all nine (docs/agents.md).
 """
 from __future__ import annotations
 

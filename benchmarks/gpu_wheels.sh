@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run where pip reaches PyPI, before a call of the device tool: puts into .whl/ (git-ignored)
+# Run where pip reaches PyPI, before moving to a GPU machine without network: puts into .whl/ (git-ignored)
 # the wheels of rlcore's dependencies that the GPU machine's image lacks; its python3 has
 # torch, numpy, h5py, matplotlib, tqdm, pytest, pyyaml, cloudpickle, etils, absl-py, imageio
 # and pillow (a dry run in a venv of just those, on the CPU, passed on 2026-12-01).

@@ -61,6 +61,7 @@ class VAE(nn.Module):
 @register_agent("a2pr")
 class A2PR(DelayedActorUpdates, Agent):
     config_schema = {"mask": number(0), "vae_weight": number(0)}
+
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         S = spec.seeds

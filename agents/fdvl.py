@@ -57,6 +57,7 @@ def dual_value_loss(x: torch.Tensor, f: str, alpha: float, max_clip: float = 7.0
 class FDVL(Agent):
     config_schema = {"f": choice(*DIVERGENCES), "temp": positive(), "random_actions": count(0),
                      "huber_delta": positive()}
+
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         if cfg.f not in DIVERGENCES:

@@ -96,6 +96,7 @@ class ODICE(Agent):
     config_schema = {"gradient": choice(*GRADIENT_RULES), "f": choice(*DIVERGENCES),
                      "lam": fraction(low_open=True, high_open=True), "eta": number(0),
                      "policy_weight_decay": number(0), "twin_v": flag(), "tanh_mean": flag()}
+
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         if cfg.gradient not in GRADIENT_RULES:

@@ -44,6 +44,7 @@ from rlcore.schema import number, positive
 class ReCOIL(Agent):
     config_schema = {"temp": positive(), "constant_reward": number(), "expert_value": number(),
                      "absorbing_value": number()}
+
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
         build_iql_networks(self, spec, cfg, value_layer_norm=cfg.value_layer_norm)

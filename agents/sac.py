@@ -26,8 +26,7 @@ from rlcore.schema import count, number
 @register_agent("sac")
 class SAC(Agent):
     config_schema = {"init_log_alpha": number(), "buffer_size": count(1), "start_steps": count(0),
-                     "update_after": count(1),
-                     "alpha_lr": number(0)}             # 0 keeps the temperature fixed
+                     "update_after": count(1)}
     multi_seed = False  # online: one environment stream and buffer per process
 
     def __init__(self, spec: Spec, cfg):

@@ -150,8 +150,8 @@ ENGINE = {
     # agent keys several agents share
     "agent.name": text(),
     "agent.batch_size": count(1),
-    "agent.*_lr": positive(),
-    "agent.lr": positive(),
+    "agent.*_lr": number(0),        # a learning rate of 0 freezes that network (ablations, tests)
+    "agent.lr": number(0),
     "agent.*hidden": sizes(),
     "agent.discount": fraction(low_open=True),
     "agent.tau": fraction(low_open=True),

@@ -48,7 +48,8 @@ def test_help_and_list(capsys):
     (["agent.batch_size=0"], "agent.batch_size=0: must be an integer >= 1"),
     (["agent.discount=1.5"], "agent.discount=1.5: must be a number in (0, 1]"),
     (["agent.lam=0"], "agent.lam=0: must be a number in (0, 1)"),
-    (["agent.value_lr=fast"], "agent.value_lr='fast': must be a number > 0"),
+    (["agent.value_lr=fast"], "agent.value_lr='fast': must be a number >= 0"),
+    (["agent.value_lr=-1"], "agent.value_lr=-1: must be a number >= 0"),
     (["trainer.progress=3"], "trainer.progress=3: must be true or false"),
 ])
 def test_bad_input_fails_with_a_message_listing_valid_values(args, message, capsys, tmp_path):

@@ -162,7 +162,7 @@ def test_update_changes_parameters_and_moves_target_by_tau():
 @pytest.mark.parametrize("bad", ["gradient=sideways", "f=hellinger"])
 def test_bad_agent_options_are_rejected_with_the_valid_ones(bad):
     key, value = bad.split("=")
-    with pytest.raises(ValueError, match="valid"):
+    with pytest.raises(ValueError, match=f"agent.{key}='{value}': must be one of"):
         make_agent(**{key: value})
 
 

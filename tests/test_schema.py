@@ -38,4 +38,5 @@ def test_rules():
     assert not number(0).accepts(float("nan")) and number().accepts(-3)
     assert sizes().accepts([256, 256]) and not sizes().accepts([256, 0]) and not sizes().accepts(5)
     assert rule_for("agent.critic_lr") is rule_for("agent.vae_lr")      # the shared pattern
+    assert rule_for("agent.critic_lr").accepts(0.0) and not rule_for("agent.critic_lr").accepts(-1e-4)
     assert rule_for("agent.lam") is None and rule_for("agent.lam", {"lam": count()}) is not None

@@ -233,6 +233,22 @@ def test_bench_prints_each_loop_with_its_ratio_and_saves_json(capsys, tmp_path):
     assert code == 2 and "cudagraphs needs a CUDA device" in err
 
 
+def test_bench_sustained_times_late_updates_on_real_data_beside_the_first(capsys, tmp_path):
+    out = tmp_path / "bench.json"
+    code, text, _ = run_cli(["bench", "agent=bc", "agent.hidden=[16]", "agent.batch_size=32",
+                             "env.dataset=hopper-pd-noisy", "data.transitions=3000",
+                             "bench.updates=5", "bench.warmup=2", "bench.transitions=500",
+                             "bench.modes=[eager]", "bench.seeds=1", "bench.sustained=2000",
+                             f"bench.out={out}"], capsys)
+    assert code == 0 and "sustained, eager, hopper-pd-noisy" in text
+    sustained = json.loads(out.read_text())["sustained"]
+    assert sustained["updates"] == 2000 and sustained["dataset"] == "hopper-pd-noisy"
+    assert sustained["first_updates_per_s"] > 0 and sustained["last_updates_per_s"] > 0
+    assert sustained["last_over_first"] == sustained["last_updates_per_s"] / sustained["first_updates_per_s"]
+    code, _, err = run_cli(["bench", "bench.sustained=500", f"bench.out={out}"], capsys)
+    assert code == 2 and "bench.sustained=500: must be 0 or an integer >= 2000" in err
+
+
 def test_data_make_info_and_path_of_a_generated_dataset(capsys, tmp_path):
     args = ["hopper-pd-noisy", "--transitions", "2000", "--seed", "4"]
     code, out, _ = run_cli(["data", "make", *args], capsys)

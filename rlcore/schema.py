@@ -67,7 +67,8 @@ def fraction(low_open: bool = False, high_open: bool = False) -> Rule:
 
 
 def choice(*options) -> Rule:
-    return Rule("one of " + ", ".join(map(str, options)), lambda v: v in options)
+    valid = str(options[0]) if len(options) == 1 else "one of " + ", ".join(map(str, options))
+    return Rule(valid, lambda v: v in options)
 
 
 def flag() -> Rule:

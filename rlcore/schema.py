@@ -103,7 +103,7 @@ def seed_list() -> Rule:
                        and all(_is_int(x) and x >= 0 for x in v)))
 
 
-ENGINE = {
+RULES = {
     "seed": count(0),
     "seeds": seed_list(),
     "device": text(),
@@ -176,19 +176,19 @@ ENGINE = {
 }
 
 
-def _leaves(cfg: DictConfig, prefix: str = ""):
+def _leaves(cfg: DictConfig, extra: dict | None, prefix: str = ""):
     """Full keys of the leaves, a mapping with a rule of its own counting as one leaf."""
     for key in cfg:
         full = f"{prefix}{key}"
         node = cfg._get_node(key)
-        if isinstance(node, DictConfig) and rule_for(full) is None:
-            yield from _leaves(node, full + ".")
+        if isinstance(node, DictConfig) and rule_for(full, extra) is None:
+            yield from _leaves(node, extra, full + ".")
         else:
             yield full
 
 
 def rule_for(key: str, extra: dict[str, Rule] | None = None) -> Rule | None:
-    table = {**ENGINE, **{f"agent.{k}": r for k, r in (extra or {}).items()}}
+    table = {**RULES, **{f"agent.{k}": r for k, r in (extra or {}).items()}}
     if key in table:
         return table[key]
     for pattern, rule in table.items():
@@ -200,7 +200,7 @@ def rule_for(key: str, extra: dict[str, Rule] | None = None) -> Rule | None:
 def validate(cfg: DictConfig, agent_schema: dict[str, Rule] | None = None) -> None:
     """Raise ConfigError listing every key whose value breaks its rule, or that has no rule."""
     problems = []
-    for key in _leaves(cfg):
+    for key in _leaves(cfg, agent_schema):
         rule = rule_for(key, agent_schema)
         try:
             value = OmegaConf.select(cfg, key)

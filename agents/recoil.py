@@ -24,7 +24,7 @@ step cost of 2, each backup adds to the next. The authors' README: start at 2.5 
 `temp` (5, 10, 20) until Q stops diverging. The default is their start, 2.5, which keeps Q
 bounded here: on one hopper-expert episode plus hopper-random, 3 seeds, the mixture's mean Q
 peaked near 160 at 7k updates and was back at 141-143 by 10k, the expert's at 200
-(docs/agents.md). With normalised inputs the same setting had diverged (469 at 10k, one seed).
+(docs/agents.md). The earlier code (normalised inputs) had diverged there (469 at 10k, one seed).
 """
 from __future__ import annotations
 

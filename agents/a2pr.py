@@ -18,9 +18,10 @@ Per update (V is read once, before its own step, and used by the VAE and the act
        L_pi = -lambda E Q_1(s, pi(s)) + E[M ||pi(s) - a*||^2],
    then Polyak updates of both targets (tau 0.005).
 The authors write M as `mask * (adv_pi + adv_action)` on two bool tensors, which PyTorch adds
-as a logical OR, so M is never 2 mask. As in the authors' code, a* keeps its graph: the BC term's gradient also flows through
-a_gen = VAE(s, pi(s)) back into pi. Networks: actor 3x256, twin critic and V 4x256, VAE
-750x750 with a 2|A| latent (log-std clamped to [-4, 15]); Adam 3e-4, the VAE 1e-3.
+as a logical OR, so M is never 2 mask. As in the authors' code, a* keeps its graph: the BC
+term's gradient also flows through a_gen = VAE(s, pi(s)) back into pi. Networks: actor 3x256,
+twin critic and V 4x256, VAE 750x750 with a 2|A| latent (log-std clamped to [-4, 15]); Adam
+3e-4, the VAE 1e-3.
 Per-dataset alpha / mask / VAE weight / discount from the authors' README (hopper-medium runs
 with `--discount 0.995`, the flag utils/config.py passes to the agent); states normalised.
 """

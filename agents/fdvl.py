@@ -101,7 +101,8 @@ class FDVL(Agent):
         s = batch["observations"]
         with torch.no_grad():
             advantage = q_data - self.value(s)
-        return awr_policy_step(self, s, batch["actions"], advantage, self.cfg.beta, self.cfg.weight_clip)
+        return awr_policy_step(self, s, batch["actions"], advantage, self.cfg.beta,
+                               self.cfg.weight_clip)
 
     def update_critic(self, batch: TensorDict) -> dict:
         cfg = self.cfg

@@ -7,6 +7,7 @@ from tensordict import TensorDict
 from torch import nn
 
 torchrl = pytest.importorskip("torchrl")
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")   # TorchRL's notes on target nets
 from tensordict.nn import NormalParamExtractor, TensorDictModule  # noqa: E402
 from torchrl.modules import ProbabilisticActor  # noqa: E402
 from torchrl.modules.distributions import IndependentNormal  # noqa: E402

@@ -14,7 +14,7 @@ Every loop runs the same agent math on the same device in the same process:
 `bench.agents=all` benches every registered offline agent, one after another.
 Synthetic data with the env's observation and action sizes; the numbers are throughput only.
 
-`bench.sustained=N` (N > 2000) adds a drift check on the env's real dataset: N updates in
+`bench.sustained=N` (N >= 2000) adds a drift check on the env's real dataset: N updates in
 the first of `bench.modes`, after a parallel op has started torch's worker threads (as making
 a dataset does), and the rate over the last 1,000 updates beside the first 1,000. A ratio
 well below 1 means the update slows as it trains; subnormal floats were such a cause

@@ -60,8 +60,6 @@ class FDVL(Agent):
 
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
-        if cfg.f not in DIVERGENCES:
-            raise ConfigError(f"agent.f={cfg.f!r}; valid: {', '.join(DIVERGENCES)}")
         build_iql_networks(self, spec, cfg, value_layer_norm=cfg.value_layer_norm)
 
     def q(self, critic, s, a):

@@ -56,7 +56,6 @@ from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, grad_dot, scale_per_seed, seed_mean
 from rlcore.buffer import Buffer
-from rlcore.errors import ConfigError
 from rlcore.nets import MLP, GaussianPolicy, polyak_update
 from rlcore.objectives import effective_batch_share
 from rlcore.registry import register_agent
@@ -99,10 +98,6 @@ class ODICE(Agent):
 
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)
-        if cfg.gradient not in GRADIENT_RULES:
-            raise ConfigError(f"agent.gradient={cfg.gradient!r}; valid: {', '.join(GRADIENT_RULES)}")
-        if cfg.f not in DIVERGENCES:
-            raise ConfigError(f"agent.f={cfg.f!r}; valid: {', '.join(DIVERGENCES)}")
         heads = 2 if cfg.twin_v else 1
         self.value = MLP(spec.obs_dim, cfg.value_hidden, 1, layer_norm=cfg.layer_norm,
                          seeds=spec.seeds, heads=heads, squeeze=True)  # V(s): [S, heads, B]

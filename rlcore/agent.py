@@ -30,6 +30,7 @@ from torch import nn
 from rlcore.buffer import Buffer
 from rlcore.nets import polyak_update
 from rlcore.preprocess import ObsNormalizer
+from rlcore.schema import check_rules
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class Agent(nn.Module):
 
     def __init__(self, spec: Spec, cfg: DictConfig):
         super().__init__()
+        check_rules(cfg, self.config_schema)       # load_config checked it; direct use too
         self.spec, self.cfg = spec, cfg
         self.obs_normalizer = ObsNormalizer(spec.obs_dim)
 

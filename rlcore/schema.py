@@ -197,6 +197,14 @@ def rule_for(key: str, extra: dict[str, Rule] | None = None) -> Rule | None:
     return None
 
 
+def check_rules(cfg, rules: dict[str, Rule], prefix: str = "agent.") -> None:
+    """Check the keys of `cfg` that `rules` names (an agent built without load_config)."""
+    problems = [f"{prefix}{key}={cfg[key]!r}: must be {rule.valid}" for key, rule in rules.items()
+                if key in cfg and not rule.accepts(cfg[key])]
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
 def validate(cfg: DictConfig, agent_schema: dict[str, Rule] | None = None) -> None:
     """Raise ConfigError listing every key whose value breaks its rule, or that has no rule."""
     problems = []

@@ -8,7 +8,7 @@ from torch import nn
 
 torchrl = pytest.importorskip("torchrl")
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")   # TorchRL's notes on target nets
-from tensordict.nn import NormalParamExtractor, TensorDictModule  # noqa: E402
+from tensordict.nn import TensorDictModule  # noqa: E402
 from torchrl.modules import ProbabilisticActor  # noqa: E402
 from torchrl.modules.distributions import IndependentNormal  # noqa: E402
 from torchrl.objectives import BCLoss, IQLLoss, TD3BCLoss, ValueEstimators  # noqa: E402

@@ -19,7 +19,6 @@ from rlcore.nets import EnsembleLinear  # noqa: E402
 from rlcore.trainer import build_agent  # noqa: E402
 
 OBS, ACT, B = 5, 2, 32
-torch.manual_seed(0)
 
 
 def rlcore_agent(name: str, *overrides):
@@ -60,9 +59,10 @@ def assert_grads_match(rl_mlp, rl_grads: dict, tr_grads: dict, member: int = 0):
 
 
 def batch():
-    obs, next_obs = torch.randn(B, OBS), torch.randn(B, OBS)
-    act = torch.rand(B, ACT) * 1.8 - 0.9                   # inside rlcore's +-(1 - 1e-5) clip
-    reward, done = torch.randn(B), (torch.rand(B) < 0.2).float()
+    g = torch.Generator().manual_seed(0)
+    obs, next_obs = torch.randn(B, OBS, generator=g), torch.randn(B, OBS, generator=g)
+    act = torch.rand(B, ACT, generator=g) * 1.8 - 0.9      # inside rlcore's +-(1 - 1e-5) clip
+    reward, done = torch.randn(B, generator=g), (torch.rand(B, generator=g) < 0.2).float()
     rl = TensorDict({"observations": obs, "actions": act, "rewards": reward,
                      "next_observations": next_obs, "terminals": done}, [B]).unsqueeze(0)
     tr = TensorDict({"observation": obs, "action": act,

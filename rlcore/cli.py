@@ -24,6 +24,7 @@ EPILOG = """examples:
 
 
 def results_table(results) -> str:
+    from rlcore.scores import SUCCESS
     """agent | dataset | seed | steps | last | best, plus mean +- std over seeds per group."""
     header = f"{'agent':<10} {'dataset':<24} {'seed':>6} {'steps':>9} {'last score':>11} {'best score':>11}"
     lines = [header, "-" * len(header)]
@@ -39,8 +40,12 @@ def results_table(results) -> str:
             lines.append(f"{agent:<10} {dataset:<24} {'n=' + str(len(rs)):>6} {'':>9} "
                          f"{last.mean():>5.1f}±{last.std():<5.1f} {best.mean():>5.1f}±{best.std():<5.1f}")
     refs = sorted({r.reference for r in results})
-    lines.append(f"D4RL normalized score = 100 (R - ref_min) / (ref_max - ref_min); "
-                 f"reference: {', '.join(refs)}")
+    d4rl = [ref for ref in refs if ref != SUCCESS.source]
+    if d4rl:
+        lines.append(f"D4RL normalized score = 100 (R - ref_min) / (ref_max - ref_min); "
+                     f"reference: {', '.join(d4rl)}")
+    if len(d4rl) < len(refs):
+        lines.append(f"goal-conditioned score = {SUCCESS.source}")
     return "\n".join(lines)
 
 
@@ -203,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-return", type=float, default=None,
                    help="export-policy --quality medium: the snapshot nearest this return "
                         "(default: a third of the run's best)")
-    p.add_argument("--transitions", type=int, default=1_000_000, help="size of a generated dataset")
+    p.add_argument("--transitions", type=int, default=None,
+                   help="size of a generated dataset (default: the recipe's own, 1M for most)")
     p.add_argument("--seed", type=int, default=0, help="seed of a generated dataset")
     p.set_defaults(func=cmd_data)
     p = sub.add_parser("bench", help="updates/s of an agent's update (a benchmark, not a test)")

@@ -5,20 +5,25 @@
 3. a dataset generated here (made once, stored as a Minari dataset); hopper-pd-noisy
 4. a D4RL gym-MuJoCo v2 name (downloaded, cached); hopper-medium-replay-v2
 5. a Minari dataset id (local, else downloaded);   mujoco/hopper/medium-v0
+6. an OGBench .npz file, or an OGBench name (downloaded by ogbench, cached); cube-single-play-v0
 Two processes making the same cache entry wait on one lock; files appear atomically.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from pathlib import Path
 
 from rlcore.data import DatasetError, OfflineDataset, load_hdf5
 from rlcore.fileio import file_lock
 from rlcore.registry import DATASETS
 from rlcore.scores import d4rl_reference
-from rlcore.sources import (d4rl_url, download, load_minari, looks_like_minari_id, minari_root,
-                            save_minari)
+from rlcore.sources import (d4rl_url, download, load_minari, load_ogbench_npz, looks_like_minari_id,
+                            minari_root, ogbench_download, save_minari)
+
+OGBENCH_NAME = re.compile(r"^(visual-)?(pointmaze|antmaze|humanoidmaze|antsoccer|cube|scene|puzzle|"
+                          r"powderworld)-[a-z0-9-]+-v\d+$")
 
 
 def data_dir(configured: str | None = None) -> Path:
@@ -56,7 +61,17 @@ def files_fingerprint(paths) -> str:
 
 
 def looks_like_path(name: str) -> bool:
-    return name.endswith((".hdf5", ".h5")) and not is_url(name) or Path(name).expanduser().is_file()
+    return (name.endswith((".hdf5", ".h5", ".npz")) and not is_url(name)
+            or Path(name).expanduser().is_file())
+
+
+def resolve_transitions(name: str, transitions: int | None) -> int:
+    """`data.transitions`, or when unset the recipe's own size (D4RL's and OGBench's 1M; less
+    where a recipe is slow to roll out, as cube-single)."""
+    if transitions is not None:
+        return int(transitions)
+    return int(getattr(DATASETS.get(name), "default_transitions", 1_000_000)) if name in DATASETS \
+        else 1_000_000
 
 
 def is_url(name: str) -> bool:
@@ -68,35 +83,40 @@ def d4rl_cache_path(name_or_url: str, directory: str | None = None) -> Path:
     return data_dir(directory) / "d4rl" / f"{stem}.hdf5"
 
 
-def locate(name: str, transitions: int = 200_000, seed: int = 0,
+def locate(name: str, transitions: int | None = None, seed: int = 0,
            directory: str | None = None) -> tuple[str, Path]:
-    """(kind, where the dataset lives or will live): file, url, generated, d4rl or minari."""
+    """(kind, where the dataset lives or will live): file, url, generated, d4rl, minari or
+    ogbench."""
     if looks_like_path(name):
         return "file", Path(name).expanduser()
     if is_url(name):
         return "url", d4rl_cache_path(name, directory)
     if name in DATASETS:
-        return "generated", minari_root() / generated_id(name, transitions, seed)
+        return "generated", minari_root() / generated_id(name, resolve_transitions(name, transitions), seed)
     if d4rl_url(name) is not None:
         return "d4rl", d4rl_cache_path(name, directory)
     if looks_like_minari_id(name):
         return "minari", minari_root() / name
+    if OGBENCH_NAME.match(name):
+        return "ogbench", data_dir(directory) / "ogbench" / f"{name}.npz"
     raise DatasetError(
         f"unknown dataset {name!r}; valid: generated {', '.join(DATASETS.names())}; D4RL names "
         "<hopper|halfcheetah|walker2d|ant>-<random|medium|expert|medium-replay|medium-expert|"
-        "full-replay>-v2; a Minari id like mujoco/hopper/medium-v0; or a path or URL to a "
-        "D4RL-format .hdf5 file")
+        "full-replay>-v2; a Minari id like mujoco/hopper/medium-v0; an OGBench name like "
+        "cube-single-play-v0; or a path or URL to a D4RL-format .hdf5 file or an OGBench .npz file")
 
 
-def load_dataset(name: str, transitions: int = 200_000, seed: int = 0,
+def load_dataset(name: str, transitions: int | None = None, seed: int = 0,
                  directory: str | None = None, progress: bool = True) -> OfflineDataset:
     kind, where = locate(name, transitions, seed, directory)
     if kind == "file":
-        return load_hdf5(where)
+        return load_ogbench_npz(where) if where.suffix == ".npz" else load_hdf5(where)
     if kind == "url":
         return load_hdf5(download(name, where, progress))
     if kind == "generated":
-        return make_generated(name, transitions, seed, progress)
+        return make_generated(name, resolve_transitions(name, transitions), seed, progress)
+    if kind == "ogbench":
+        return load_ogbench_npz(ogbench_download(name, where), name=name)
     if kind == "d4rl":
         return load_hdf5(download(d4rl_url(name), where, progress), name=name)
     return load_minari(name)
@@ -118,12 +138,16 @@ def make_generated(name: str, transitions: int, seed: int, progress: bool) -> Of
             recipe = DATASETS.get(name)
             dataset = recipe.make(transitions, seed, progress=progress)
             family = score_family(name)
-            ref = d4rl_reference(family)
-            env = gym.make(recipe.gym_id, **recipe.gym_kwargs)
+            try:       # D4RL's reference returns where the family has them; none for goal data
+                ref = d4rl_reference(family)
+                refs, note = (ref.ref_min, ref.ref_max), f"; reference returns are D4RL's for {family}"
+            except KeyError:
+                refs, note = (None, None), ""
+            make_env = getattr(recipe, "make_env", None)     # OGBench's: registers its envs first
+            env = make_env() if make_env else gym.make(recipe.gym_id, **recipe.gym_kwargs)
             try:
-                save_minari(dataset, dataset_id, env, ref.ref_min, ref.ref_max,
-                            f"{name}: {recipe.description}; {transitions} transitions, seed {seed}; "
-                            f"reference returns are D4RL's for {family}")
+                save_minari(dataset, dataset_id, env, *refs,
+                            f"{name}: {recipe.description}; {transitions} transitions, seed {seed}{note}")
             finally:
                 env.close()
     dataset = load_minari(dataset_id, download_missing=False)

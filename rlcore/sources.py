@@ -158,3 +158,53 @@ def load_minari(dataset_id: str, download_missing: bool = True) -> OfflineDatase
                                          "algorithm_name") if metadata.get(k) is not None}
     return from_arrays(dataset_id, {k: np.concatenate(v) for k, v in parts.items()},
                        {"source": f"minari:{dataset_id}", **keep})
+
+
+def load_ogbench_npz(path: str | Path, name: str | None = None) -> OfflineDataset:
+    """An OGBench dataset file (observations, actions, terminals per step) as transitions, as
+    `ogbench.load_dataset(compact_dataset=False)` converts it: `terminals` marks each episode's
+    last observation, whose action has no next state and is dropped; s' = s_{t+1}. Episode ends
+    become time limits here (OGBench's agents bootstrap through them: masks come from goals)."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DatasetError(f"no OGBench dataset file at {path}")
+    try:
+        with np.load(path) as file:
+            missing = [k for k in ("observations", "actions", "terminals") if k not in file]
+            if missing:
+                raise DatasetError(f"{path} lacks {missing}; an OGBench file has observations, "
+                                   "actions and terminals")
+            obs = file["observations"].astype(np.float32)
+            actions = file["actions"].astype(np.float32)
+            ends = file["terminals"].astype(bool).reshape(-1)
+    except (OSError, ValueError) as exc:     # truncated, or not a numpy archive
+        raise DatasetError(f"{path} is not a readable .npz file ({exc})") from None
+    if obs.ndim != 2:
+        raise DatasetError(f"{path}: observations have shape {obs.shape}; rlcore reads state-based "
+                           "OGBench data ([N, obs_dim]), not pixels")
+    if len(ends) == 0 or not ends[-1]:
+        raise DatasetError(f"{path}: the last step is not marked in terminals (an OGBench file "
+                           "ends every episode with terminals = 1)")
+    keep = ~ends
+    next_keep = np.concatenate([[False], keep[:-1]])
+    timeouts = np.concatenate([ends[1:], [True]])[keep]
+    return from_arrays(name or path.stem, {
+        "observations": obs[keep], "next_observations": obs[next_keep], "actions": actions[keep],
+        "rewards": np.zeros(int(keep.sum()), np.float32), "terminals": np.zeros(int(keep.sum()), bool),
+        "timeouts": timeouts}, {"source": str(path)})
+
+
+def ogbench_download(name: str, dest: Path) -> Path:
+    """OGBench's dataset `name` (and its -val file) through ogbench's own downloader, into the
+    cache folder of `dest`, once; without a network the error says what to pass instead."""
+    with file_lock(dest.with_suffix(".lock")):
+        if not dest.exists():
+            from rlcore.envs.ogbench import import_ogbench
+            try:
+                import_ogbench().download_datasets([name], dataset_dir=str(dest.parent))
+            except (urllib.error.URLError, OSError) as exc:
+                raise DatasetError(
+                    f"cannot download OGBench dataset {name!r} ({getattr(exc, 'reason', exc)}); "
+                    "without a network pass a local file (env.dataset=/path/to/file.npz) or make "
+                    "one here (rlcore data list shows the goal-conditioned recipes)") from None
+    return dest

@@ -51,3 +51,68 @@ class Evaluator:
 
     def close(self) -> None:
         self.env.close()
+
+
+class GoalEvaluator:
+    """OGBench's protocol: each evaluation task k (`reset(options=dict(task_id=k))`, whose info
+    carries the goal state) for `episodes` episodes per seed, in one vector env; an episode
+    succeeds when the env ends it at the goal (OGBench's envs terminate on success, so
+    `terminated` is their final info['success']). Reports the success rate per task and over
+    all tasks; `score_mean` is the overall rate in percent, the figure OGBench tables show."""
+
+    def __init__(self, gym_id: str, episodes: int, device: torch.device, tasks: Sequence[int],
+                 gym_kwargs: dict | None = None, seeds: int = 1):
+        from rlcore.envs.ogbench import import_ogbench
+        import_ogbench()
+        self.env = make_vector_env(gym_id, episodes * seeds, **(gym_kwargs or {}))
+        self.gym_id, self.tasks = gym_id, list(tasks)
+        self.episodes, self.seeds, self.device = episodes, seeds, device
+
+    @property
+    def obs_dim(self) -> int:
+        return int(np.prod(self.env.single_observation_space.shape))
+
+    def __call__(self, agent, seed: int | Sequence[int]) -> list[dict]:
+        base = [seed] * self.seeds if isinstance(seed, int) else list(seed)
+        if len(base) != self.seeds:
+            raise ValueError(f"{len(base)} evaluation seeds for a {self.seeds}-seed evaluator")
+        per_task = [self._task(agent, task, base) for task in self.tasks]   # [tasks] of [n]
+        blocks = [slice(k * self.episodes, (k + 1) * self.episodes) for k in range(self.seeds)]
+        return [self._summary([(s[b], r[b], n[b]) for s, r, n in per_task]) for b in blocks]
+
+    def _task(self, agent, task: int, base: list[int]):
+        n = self.seeds * self.episodes
+        seeds = [b + 1000 * task + i for b in base for i in range(self.episodes)]
+        try:
+            obs, info = self.env.reset(seed=seeds, options=dict(task_id=task))
+        except (ValueError, IndexError, KeyError) as exc:
+            raise ValueError(f"{self.gym_id} has no evaluation task {task} ({exc}); OGBench "
+                             "envs have tasks 1-5") from None
+        goal = torch.as_tensor(np.asarray(info["goal"]), dtype=torch.float32, device=self.device)
+        success, returns = np.zeros(n, dtype=bool), np.zeros(n)
+        lengths, running = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)
+        shape = (self.seeds, self.episodes, -1) if agent.multi_seed else (n, -1)
+        goal = goal.reshape(shape)
+        while running.any():
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(shape)
+            action = agent.act(obs_t, deterministic=True, goals=goal).reshape(n, -1).cpu().numpy()
+            obs, reward, terminated, truncated, _ = self.env.step(action)
+            success |= terminated & running
+            returns += reward * running
+            lengths += running
+            running &= ~(terminated | truncated)
+        return success, returns, lengths
+
+    def _summary(self, tasks: list[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> dict:
+        rates = [float(s.mean()) for s, _, _ in tasks]
+        result = {"score_mean": 100.0 * float(np.mean(rates)),
+                  "score_std": 100.0 * float(np.std(np.concatenate([s for s, _, _ in tasks]))),
+                  "success_rate": float(np.mean(rates)),
+                  "return_mean": float(np.mean(np.concatenate([r for _, r, _ in tasks]))),
+                  "length_mean": float(np.mean(np.concatenate([n for _, _, n in tasks]))),
+                  "episodes": self.episodes * len(tasks)}
+        result.update({f"success_task{k}": rate for k, rate in zip(self.tasks, rates)})
+        return result
+
+    def close(self) -> None:
+        self.env.close()

@@ -13,6 +13,7 @@ seed s is a contiguous slice: that is what `rlcore.seeds` stacks and splits.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Sequence
 
@@ -59,7 +60,7 @@ class MLP(nn.Module):
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False,
                  activation: type[nn.Module] = nn.ReLU, seeds: int | None = None,
                  heads: int | None = None, ensemble: int | None = None, squeeze: bool = False,
-                 orthogonal_init: float | None = None):
+                 orthogonal_init: float | None = None, norm_after_activation: bool = False):
         super().__init__()
         heads = heads or ensemble
         self.lead = tuple(n for n in (seeds, heads) if n is not None)   # leading member dims
@@ -70,9 +71,10 @@ class MLP(nn.Module):
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             layers.append(nn.Linear(a, b) if members is None else EnsembleLinear(a, b, members))
             if i < len(dims) - 2:
-                if layer_norm:
-                    layers.append(nn.LayerNorm(b) if members is None else EnsembleLayerNorm(b, members))
-                layers.append(activation())
+                norm = ([nn.LayerNorm(b) if members is None else EnsembleLayerNorm(b, members)]
+                        if layer_norm else [])
+                # Linear -> LayerNorm -> act, or Linear -> act -> LayerNorm (OGBench's order)
+                layers.extend([activation(), *norm] if norm_after_activation else [*norm, activation()])
         self.net = nn.Sequential(*layers)
         self.squeeze = squeeze
         if orthogonal_init is not None:  # jaxrl's default_init: orthogonal(gain), zero bias
@@ -103,6 +105,33 @@ class MLP(nn.Module):
             y = self.net(x)
             y = y.reshape(*self.lead, *batch, y.shape[-1])
         return y.squeeze(-1) if self.squeeze else y
+
+
+def variance_scaling_init(net: MLP, final_scale: float = 1.0) -> MLP:
+    """Flax's default_init as OGBench uses it: variance_scaling(scale, 'fan_avg', 'uniform') on
+    every weight (uniform in +-sqrt(6 scale / (fan_in + fan_out))), zero biases; the output
+    layer with `final_scale` (1e-2 for OGBench's actor means)."""
+    linears = [m for m in net.net if isinstance(m, (nn.Linear, EnsembleLinear))]
+    with torch.no_grad():
+        for i, layer in enumerate(linears):
+            scale = final_scale if i == len(linears) - 1 else 1.0
+            fan_in, fan_out = ((layer.in_features, layer.out_features) if isinstance(layer, nn.Linear)
+                               else layer.weight.shape[-2:])
+            bound = math.sqrt(6.0 * scale / (fan_in + fan_out))
+            layer.weight.uniform_(-bound, bound)
+            layer.bias.zero_()
+    return net
+
+
+def ogbench_mlp(in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False,
+                seeds: int | None = None, heads: int | None = None, squeeze: bool = False,
+                final_scale: float = 1.0) -> MLP:
+    """OGBench's MLP (impls/utils/networks.py): Dense -> GELU -> [LayerNorm] per hidden layer,
+    a linear output, variance-scaling init. Flax's gelu is the tanh approximation."""
+    return variance_scaling_init(
+        MLP(in_dim, hidden, out_dim, layer_norm=layer_norm, seeds=seeds,
+            activation=functools.partial(nn.GELU, approximate="tanh"),
+            heads=heads, squeeze=squeeze, norm_after_activation=True), final_scale)
 
 
 def gaussian_log_prob(x: torch.Tensor, mean: torch.Tensor, log_std: torch.Tensor) -> torch.Tensor:

@@ -121,9 +121,12 @@ RULES = {
     "trainer.updates_per_call": either(choice("auto"), count(1)),
     "trainer.captured_adam": choice("foreach", "fused"),
     "trainer.matmul_precision": choice("highest", "high"),
-    "data.transitions": count(1),
+    "data.transitions": optional(count(1)),
     "data.seed": count(0),
     "data.dir": optional(text()),
+    "data.augment": choice("none", "temporal"),
+    "data.augment_prob": fraction(),
+    "data.clusters": optional(count(1)),
     "logger.tensorboard": either(choice("auto"), flag()),
     "logger.wandb": flag(),
     "logger.wandb_project": text(),
@@ -149,6 +152,8 @@ RULES = {
     "env.expert_first": count(0),
     "env.suboptimal": optional(text()),
     "env.gym_kwargs": mapping(),
+    "env.goal_tasks": optional(count(1)),
+    "env.clusters": optional(count(1)),
     # agent keys several agents share
     "agent.name": text(),
     "agent.batch_size": count(1),
@@ -173,6 +178,7 @@ RULES = {
     "agent.alpha": positive(),
     "agent.*layer_norm": flag(),
     "agent.max_clip": positive(),
+    "agent.temperature": positive(),
 }
 
 

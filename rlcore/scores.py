@@ -58,8 +58,14 @@ def d4rl_reference(name: str) -> Reference:
     raise KeyError(f"no D4RL reference returns for {name!r}; known: {', '.join(valid)}")
 
 
+SUCCESS = Reference(0.0, 1.0, "success rate (%) over the env's evaluation tasks")
+
+
 def reference_for(score_family: str, metadata: dict | None = None) -> Reference:
-    """The dataset's own references when it carries them, else D4RL's for the family."""
+    """The dataset's own references when it carries them, else D4RL's for the family; the
+    success rate for goal-conditioned envs (`score: success`)."""
+    if score_family == "success":
+        return SUCCESS
     metadata = metadata or {}
     if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
         ref_min, ref_max = float(metadata["ref_min_score"]), float(metadata["ref_max_score"])

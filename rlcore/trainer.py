@@ -31,7 +31,8 @@ from rlcore.data import DatasetError, OfflineDataset
 from rlcore.datasets import load_dataset, locate
 from rlcore.denormals import flush_denormals
 from rlcore.errors import ConfigError
-from rlcore.evaluation import Evaluator
+from rlcore.evaluation import Evaluator, GoalEvaluator
+from rlcore.goals import GoalSampler
 from rlcore.imitation import imitation_data
 from rlcore.fileio import atomic_write, atomic_write_text
 from rlcore.logger import RunLogger, progress_bar, read_metrics, truncate_metrics
@@ -70,8 +71,13 @@ class Setup:
         return results[0] if len(results) == 1 else results
 
 
-def make_evaluator(cfg, episodes, reference, device, spec: Spec) -> Evaluator:
-    evaluator = Evaluator(cfg.env.gym_id, episodes, reference, device, gym_kwargs(cfg), spec.seeds)
+def make_evaluator(cfg, episodes, reference, device, spec: Spec) -> Evaluator | GoalEvaluator:
+    """Returns and D4RL scores, or OGBench's success rates for goal-conditioned envs."""
+    if cfg.env.get("goal_tasks"):
+        evaluator = GoalEvaluator(cfg.env.gym_id, episodes, device,
+                                  list(range(1, cfg.env.goal_tasks + 1)), gym_kwargs(cfg), spec.seeds)
+    else:
+        evaluator = Evaluator(cfg.env.gym_id, episodes, reference, device, gym_kwargs(cfg), spec.seeds)
     obs_dim = spec.obs_dim
     if evaluator.obs_dim != obs_dim:
         evaluator.close()
@@ -113,7 +119,8 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
         dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
                                cfg.data.dir, progress=progress)  # dir: where downloads are cached
         dataset, subsets = imitation_data(cfg, dataset, progress)   # unchanged unless asked
-        spec = Spec(dataset.obs_dim, dataset.action_dim)
+        goal_dim = dataset.obs_dim if check_goals(cfg) else 0      # OGBench's goals are states
+        spec = Spec(dataset.obs_dim, dataset.action_dim, goal_dim)
     agent = build_agent(cfg, spec, device)
     if dataset is None:
         buffer = Buffer(spec.obs_dim, spec.action_dim, cfg.agent.buffer_size, device, cfg.seed)
@@ -127,8 +134,31 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     reward = (cfg.agent.get("reward") or {}).get(cfg.env.family, "none")
     data = transform_rewards(data, reward, cfg.env.max_episode_steps)
     buffer = Buffer.from_dataset(data, device, seed=cfg.seed, subsets=subsets)
+    if spec.goal_dim:
+        augment = cfg.data.get("augment") or "none"
+        buffer.goals = GoalSampler(buffer, float(cfg.agent.get("discount", 0.99)), augment,
+                                   cfg.data.augment_prob,
+                                   cfg.data.get("clusters") or cfg.env.get("clusters") or 40, cfg.seed)
     agent.check_data(buffer)
     return Setup(cfg, device, agent, buffer, dataset, reference_for(cfg.env.score, dataset.metadata))
+
+def check_goals(cfg: DictConfig) -> bool:
+    """Whether the run is goal-conditioned; a clear error when agent and env disagree."""
+    agent_gc = getattr(AGENTS.get(cfg.agent.name), "goal_conditioned", False)
+    env_gc = bool(cfg.env.get("goal_tasks"))
+    goal_agents = [n for n in AGENTS.names() if getattr(AGENTS.get(n), "goal_conditioned", False)]
+    if agent_gc and not env_gc:
+        raise ConfigError(f"agent={cfg.agent.name} is goal-conditioned, but env={cfg.env.name} "
+                          f"(dataset {cfg.env.dataset}) has no goals to condition on; use a "
+                          "goal-conditioned env: env=pointmaze-medium, pointmaze-large or cube-single")
+    if env_gc and not agent_gc:
+        raise ConfigError(f"env={cfg.env.name} is goal-conditioned (its data carry no rewards) "
+                          f"but agent={cfg.agent.name} is not; use one of {', '.join(goal_agents)}")
+    if (cfg.data.get("augment") or "none") != "none" and not agent_gc:
+        raise ConfigError(f"data.augment={cfg.data.augment} relabels goals; agent={cfg.agent.name} "
+                          "is not goal-conditioned")
+    return agent_gc
+
 
 @dataclass
 class RunResult:
@@ -207,6 +237,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
     """Train one agent (one result) or `seeds=K` agents at once (one result per seed)."""
     device = resolve_device(cfg.device)
     if not cfg.agent.get("online"):             # an unknown dataset fails before any folder exists
+        check_goals(cfg)
         for name in (cfg.env.dataset, cfg.env.get("suboptimal")):
             if name:
                 locate(str(name), cfg.data.transitions, cfg.data.seed, cfg.data.dir)

@@ -17,7 +17,7 @@ import copy
 import torch
 from tensordict import TensorDict
 
-from rlcore.agent import apply_gradients, seed_mean
+from rlcore.agent import apply_gradients, grads_by_group, seed_mean
 from rlcore.goal_agent import GoalActor, GoalAgent, goal_input
 from rlcore.nets import ogbench_mlp, polyak_update
 from rlcore.objectives import expectile_loss
@@ -68,12 +68,9 @@ class GCIQL(GoalAgent):
         value_loss = seed_mean(expectile_loss(q_target - v, cfg.expectile))
         critic_loss = 2 * seed_mean((self.q(self.critic, s, g, a) - y[:, None]).pow(2))
         actor_loss = self.actor_loss(s, batch["actor_goals"], a)
-        groups = [(value_loss, list(self.value_net.parameters())),
-                  (critic_loss, list(self.critic.parameters())),
-                  (actor_loss, list(self.actor.parameters()))]
-        params = [p for _, ps in groups for p in ps]
-        grads = [g_ for loss, ps in groups for g_ in torch.autograd.grad(loss.sum(), ps)]
-        apply_gradients(params, grads, self.opt)
+        apply_gradients(*grads_by_group([(value_loss, self.value_net.parameters()),
+                                         (critic_loss, self.critic.parameters()),
+                                         (actor_loss, self.actor.parameters())]), self.opt)
         polyak_update(self.target_critic, self.critic, cfg.tau)
         return {"value_loss": value_loss.detach(), "critic_loss": critic_loss.detach(),
                 "actor_loss": actor_loss.detach(), "v_mean": seed_mean(v.detach())}

@@ -19,7 +19,7 @@ import copy
 import torch
 from tensordict import TensorDict
 
-from rlcore.agent import apply_gradients, seed_mean
+from rlcore.agent import apply_gradients, grads_by_group, seed_mean
 from rlcore.goal_agent import GoalActor, GoalAgent, goal_input
 from rlcore.nets import ogbench_mlp, polyak_update
 from rlcore.registry import register_agent
@@ -79,10 +79,8 @@ class GCIVL(GoalAgent):
         with torch.no_grad():
             advantage = self.value(batch["next_observations"], g).mean(1) - self.value(s, g).mean(1)
         actor_loss = awr_goal_loss(self.actor, goal_input(s, g), batch["actions"], advantage, cfg.alpha)
-        value_params, actor_params = list(self.value_net.parameters()), list(self.actor.parameters())
-        grads = [*torch.autograd.grad(value_loss.sum(), value_params),
-                 *torch.autograd.grad(actor_loss.sum(), actor_params)]
-        apply_gradients(value_params + actor_params, grads, self.opt)
+        apply_gradients(*grads_by_group([(value_loss, self.value_net.parameters()),
+                                         (actor_loss, self.actor.parameters())]), self.opt)
         polyak_update(self.target_value_net, self.value_net, cfg.tau)
         return {"value_loss": value_loss.detach(), "actor_loss": actor_loss.detach(),
                 "v_mean": seed_mean(v), "advantage_mean": seed_mean(advantage)}

@@ -24,7 +24,7 @@ import math
 import torch
 from tensordict import TensorDict
 
-from rlcore.agent import apply_gradients, seed_mean
+from rlcore.agent import apply_gradients, grads_by_group, seed_mean
 from rlcore.goal_agent import GoalActor, GoalAgent, goal_input
 from rlcore.nets import ogbench_mlp, polyak_update
 from rlcore.registry import register_agent
@@ -83,12 +83,10 @@ class HIQL(GoalAgent):
                                  cfg.low_alpha)
         high_loss = awr_goal_loss(self.high_actor, goal_input(s, g), z_target, high_adv, cfg.high_alpha)
 
-        groups = [(value_loss, [*self.goal_rep.parameters(), *self.value_heads.parameters()]),
-                  (low_loss, list(self.low_actor.parameters())),
-                  (high_loss, list(self.high_actor.parameters()))]
-        params = [p for _, ps in groups for p in ps]
-        grads = [g_ for loss, ps in groups for g_ in torch.autograd.grad(loss.sum(), ps)]
-        apply_gradients(params, grads, self.opt)
+        apply_gradients(*grads_by_group([
+            (value_loss, [*self.goal_rep.parameters(), *self.value_heads.parameters()]),
+            (low_loss, self.low_actor.parameters()), (high_loss, self.high_actor.parameters())]),
+            self.opt)
         polyak_update(self.target_value_heads, self.value_heads, cfg.tau)
         return {"value_loss": value_loss.detach(), "low_actor_loss": low_loss.detach(),
                 "high_actor_loss": high_loss.detach(), "v_mean": seed_mean(v)}

@@ -8,6 +8,17 @@ is relative to `--runs`, so the JSON does not name this machine.
     python benchmarks/report.py --steps 5000 --seeds 3 --datasets hopper-medium \
         --agents bc td3bc iql fdvl a2pr odice --imitation hopper-medium:1:hopper-random
 
+Goal-conditioned datasets report OGBench's success rate over its 5 evaluation tasks, with
+OGBench's published figures (1M updates, 8 seeds) beside them where it has them; an agent name
+ending in `+aug` trains with the stitching paper's augmentation (`data.augment=temporal`):
+
+    python benchmarks/report.py --steps 5000 --seeds 3 --out docs/goals-5k \
+        --datasets pointmaze-medium-navigate pointmaze-medium-stitch cube-single-play \
+        --agents gcbc gcbc+aug gcivl gciql hiql smore
+
+Several processes may fill one --out at once (say, one per dataset): each cell is merged into
+the JSON under a lock when it finishes.
+
 `--imitation EXPERT:K:SUBOPTIMAL` adds ReCOIL and BC on the mix of K expert episodes and the
 suboptimal dataset; `--imitation EXPERT:K` adds O-DICE-IL and BC on the K expert episodes alone,
 the data O-DICE's imitation script trains on (rewards unused by all of them: with no rewards and
@@ -26,6 +37,25 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 IMITATION_AGENTS = {"mix": ("bc", "recoil"), "expert": ("bc", "odice_il")}
+AUGMENTED = "+aug"
+# OGBench's published success rates (%, state-based, 1M updates, 8 seeds; the OGBench paper).
+OGBENCH_PUBLISHED = {
+    "pointmaze-medium-navigate": {"gcbc": "9±6", "gcivl": "63±6", "gciql": "53±8", "hiql": "79±5"},
+    "pointmaze-large-navigate": {"gcbc": "29±6", "gcivl": "45±5", "gciql": "34±3", "hiql": "58±5"},
+    "pointmaze-medium-stitch": {"gcbc": "23±18", "gcivl": "70±14", "gciql": "21±9", "hiql": "74±6"},
+    "pointmaze-large-stitch": {"gcbc": "7±5", "gcivl": "12±6", "gciql": "31±2", "hiql": "13±6"},
+    "cube-single-play": {"gcbc": "6±2", "gcivl": "53±4", "gciql": "68±6", "hiql": "15±3"},
+    "cube-single-noisy": {"gcbc": "8±3", "gcivl": "71±9", "gciql": "99±1", "hiql": "41±6"},
+}
+
+
+def env_of(dataset: str) -> str:
+    """The env config a dataset belongs to: the longest configs/env name it starts with."""
+    names = [p.stem for p in (ROOT / "configs" / "env").glob("*.yaml")]
+    matches = [n for n in names if dataset == n or dataset.startswith(n + "-")]
+    if not matches:
+        raise SystemExit(f"--datasets {dataset}: no env config fits it; envs: {', '.join(sorted(names))}")
+    return max(matches, key=len)
 
 
 def cell_key(agent: str, dataset: str) -> str:
@@ -46,9 +76,11 @@ def jobs(args) -> list[tuple[str, str, list[str]]]:
     """(agent, dataset label, overrides) for every cell of the table."""
     out = []
     for dataset in args.datasets:
-        env = dataset.split("-")[0]
-        for agent in args.agents:
-            out.append((agent, dataset, [f"agent={agent}", f"env={env}", f"env.dataset={dataset}"]))
+        env = env_of(dataset)
+        for label in args.agents:
+            agent = label.removesuffix(AUGMENTED)
+            extra = ["data.augment=temporal"] if label.endswith(AUGMENTED) else []
+            out.append((label, dataset, [f"agent={agent}", f"env={env}", f"env.dataset={dataset}", *extra]))
     for spec in args.imitation or []:
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not parts[1].isdigit():
@@ -80,7 +112,8 @@ def run_cell(agent: str, dataset: str, overrides: list[str], args) -> list[dict]
                        f"trainer.eval_every={max(args.steps // 4, 1)}",
                        "trainer.checkpoint_every=${trainer.eval_every}",
                        f"run_dir={run_dir}", *args.override])
-    data = None if cfg.env.get("expert_episodes") else dataset_score(
+    goal_conditioned = cfg.env.get("goal_tasks")
+    data = None if cfg.env.get("expert_episodes") or goal_conditioned else dataset_score(
         str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed, str(cfg.env.score))
     return [{"seed": r.seed, "steps": args.steps, "last": r.last_score, "best": r.best_score,
              "run_dir": Path(r.run_dir).resolve().relative_to(Path(args.runs).resolve()).as_posix(),
@@ -111,9 +144,12 @@ def write_table(results: dict, args) -> str:
     row per dataset (the behaviour data's own score beside it) and a column per agent."""
     datasets = datasets_of(results)
     agents = list(dict.fromkeys(k.split("@", 1)[0] for k in results))
-    lines = [f"D4RL normalized score (10 episodes per seed), mean ± std over {args.seeds} seeds "
-             f"trained at once (`seeds={args.seeds}`), {args.steps:,} updates; *data* is the "
-             "behaviour data's mean score."]
+    goals = any(d in OGBENCH_PUBLISHED or d.removesuffix("-v0") in OGBENCH_PUBLISHED for d in datasets)
+    what = ("success rate (%, OGBench's 5 evaluation tasks x 10 episodes per seed)" if goals else
+            "D4RL normalized score (10 episodes per seed)")
+    lines = [f"{what}, mean ± std over {args.seeds} seeds trained at once (`seeds={args.seeds}`), "
+             f"{args.steps:,} updates; " + ("*OGBench* rows: the published figures (1M updates, 8 "
+                                           "seeds)." if goals else "*data* is the behaviour data's mean score.")]
     for which, title in (("last", "Last evaluation"), ("best", "Best evaluation")):
         lines += ["", f"{title}:", "", "| dataset | *data* | " + " | ".join(agents) + " |",
                   "|---|" + "---|" * (len(agents) + 1)]
@@ -125,6 +161,10 @@ def write_table(results: dict, args) -> str:
                 scores = np.array([c[which] for c in cell or []])
                 row.append(f"{scores.mean():.1f} ± {scores.std():.1f}" if cell else "")
             lines.append(f"| {dataset} | " + " | ".join(row) + " |")
+            published = OGBENCH_PUBLISHED.get(dataset.removesuffix("-v0"))
+            if published and which == "last":
+                lines.append("| *OGBench* | | " + " | ".join(
+                    f"*{published.get(a, '')}*" if a in published else "" for a in agents) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -150,7 +190,8 @@ def write_plot(results: dict, path: Path) -> None:
             ax.axhline(data, color="grey", linestyle="--", linewidth=1, label="data")
             ax.legend(fontsize=7, loc="upper right")
         ax.set_title(dataset, fontsize=9)
-        ax.set_ylabel("D4RL normalized score")
+        ax.set_ylabel("success rate (%)" if dataset.removesuffix("-v0") in OGBENCH_PUBLISHED
+                      else "D4RL normalized score")
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -174,16 +215,22 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     # OUT + extension, never with_suffix: a dotted name (runs-lam0.4) would lose its tail
     store, table_file, plot_file = (out.with_name(out.name + ext) for ext in (".json", ".md", ".png"))
-    results = json.loads(store.read_text()) if store.exists() else {}
+    from rlcore.fileio import atomic_write_text, file_lock
+
+    def load() -> dict:
+        return json.loads(store.read_text()) if store.exists() else {}
+
+    results = load()
     check_steps(results, args.steps)
-    from rlcore.fileio import atomic_write_text
     for agent, dataset, overrides in jobs(args):
         key = cell_key(agent, dataset)
         if key in results or args.table_only:
             continue
         print(f"== {key}: {args.seeds} seeds x {args.steps} updates", file=sys.stderr, flush=True)
-        results[key] = run_cell(agent, dataset, overrides, args)
-        atomic_write_text(store, json.dumps(results, indent=2))
+        cell = run_cell(agent, dataset, overrides, args)
+        with file_lock(store.with_name(store.name + ".lock")):   # other processes' cells kept
+            results = {**load(), key: cell}
+            atomic_write_text(store, json.dumps(results, indent=2))
     table = write_table(results, args)
     atomic_write_text(table_file, table)
     write_plot(results, plot_file)

@@ -150,6 +150,19 @@ def apply_gradients(params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor
             torch._foreach_add_(stepped, before)        # p + s (p' - p)
 
 
+def grads_by_group(groups: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]):
+    """(params, grads) for one optimizer step on several losses, each loss differentiated only
+    with respect to its own parameters (an actor's loss that reads the critic leaves the critic
+    untouched, as a stop-gradient would). The graph is kept until the last loss: under
+    torch.compile the losses come from one traced graph whose saved tensors they share."""
+    params, grads = [], []
+    for i, (loss, group) in enumerate(groups):
+        group = list(group)
+        params += group
+        grads += torch.autograd.grad(loss.sum(), group, retain_graph=i < len(groups) - 1)
+    return params, grads
+
+
 def seed_mean(x: torch.Tensor) -> torch.Tensor:
     """[S, ...] -> [S]: each seed's mean over everything else (its batch, its heads)."""
     return x.reshape(x.shape[0], -1).mean(1)

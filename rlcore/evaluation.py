@@ -67,6 +67,16 @@ class GoalEvaluator:
         self.env = make_vector_env(gym_id, episodes * seeds, **(gym_kwargs or {}))
         self.gym_id, self.tasks = gym_id, list(tasks)
         self.episodes, self.seeds, self.device = episodes, seeds, device
+        known = getattr(self.env.unwrapped.envs[0].unwrapped, "task_infos", None)
+        if known is None:
+            self.close()
+            raise ValueError(f"{gym_id} has no evaluation tasks (task_infos); goal-conditioned "
+                             "evaluation needs an OGBench env")
+        bad = [k for k in self.tasks if not 1 <= k <= len(known)]
+        if bad:
+            self.close()
+            raise ValueError(f"{gym_id} has no evaluation task {bad[0]}; its tasks are "
+                             f"1-{len(known)} (env.goal_tasks)")
 
     @property
     def obs_dim(self) -> int:
@@ -83,11 +93,7 @@ class GoalEvaluator:
     def _task(self, agent, task: int, base: list[int]):
         n = self.seeds * self.episodes
         seeds = [b + 1000 * task + i for b in base for i in range(self.episodes)]
-        try:
-            obs, info = self.env.reset(seed=seeds, options=dict(task_id=task))
-        except (ValueError, IndexError, KeyError) as exc:
-            raise ValueError(f"{self.gym_id} has no evaluation task {task} ({exc}); OGBench "
-                             "envs have tasks 1-5") from None
+        obs, info = self.env.reset(seed=seeds, options=dict(task_id=task))
         goal = torch.as_tensor(np.asarray(info["goal"]), dtype=torch.float32, device=self.device)
         success, returns = np.zeros(n, dtype=bool), np.zeros(n)
         lengths, running = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)

@@ -7,6 +7,7 @@ from rlcore.bench import synthetic_arrays
 from rlcore.buffer import Buffer
 from rlcore.config import load_config
 from rlcore.data import from_arrays
+from rlcore.registry import AGENTS
 from rlcore.trainer import build_agent
 
 
@@ -60,7 +61,10 @@ SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
          "a2pr": ["agent.actor_hidden=[64,64]", "agent.critic_hidden=[64,64]",
                   "agent.vae_hidden=[64,64]"],
          **{name: ["agent.hidden=[64,64]"]
-            for name in ("td3bc", "recoil", "iql", "fdvl", "bc", "sac")}}
+            for name in ("td3bc", "recoil", "iql", "fdvl", "bc", "sac", "smore", "rvs")},
+         "gcbc": ["agent.actor_hidden=[64,64]"],
+         **{name: ["agent.actor_hidden=[64,64]", "agent.value_hidden=[64,64]"]
+            for name in ("gcivl", "gciql", "hiql")}}
 
 
 def agent_and_buffer(agent: str, device: torch.device, seeds: int = 1, transitions: int = 2000,
@@ -71,7 +75,8 @@ def agent_and_buffer(agent: str, device: torch.device, seeds: int = 1, transitio
     buffer = Buffer(11, 3, transitions, device)
     buffer.add({k: torch.as_tensor(v) for k, v in synthetic_arrays(transitions, 11, 3).items()})
     buffer.subsets["expert"] = torch.arange(transitions * 9 // 10, transitions, device=device)
-    return build_agent(cfg, Spec(11, 3), device, seeds=list(range(seeds))), buffer
+    goal_dim = 11 if getattr(AGENTS.get(agent), "goal_conditioned", False) else 0  # goals: states
+    return build_agent(cfg, Spec(11, 3, goal_dim), device, seeds=list(range(seeds))), buffer
 
 
 def two_identical(agent: str, device: torch.device, seeds: int = 1, transitions: int = 2000,

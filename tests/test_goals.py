@@ -1,0 +1,279 @@
+"""Goal-conditioned runs: where sampled goals come from, the stitching augmentation, SMORe's
+loss, OGBench data made here and read from files, the task evaluation, and bad input."""
+import numpy as np
+import pytest
+import torch
+
+from rlcore.buffer import Buffer
+from rlcore.config import load_config
+from rlcore.data import DatasetError, from_arrays
+from rlcore.errors import ConfigError
+from rlcore.goals import GoalMix, GoalSampler
+from tests.conftest import agent_and_buffer, episodes_dataset
+
+pytest.importorskip("ogbench")
+pytest.importorskip("sklearn")
+
+LENGTHS = [5, 40, 13, 60, 1, 30]
+TRAJECTORY, CURRENT, RANDOM = GoalMix(0, 1, 0), GoalMix(1, 0, 0), GoalMix(0, 0, 1)
+
+
+def sampler(lengths=LENGTHS, discount=0.99, **kwargs):
+    """A sampler over episodes whose observation[:, 0] is the row index, [:, 1] the episode."""
+    buffer = Buffer.from_dataset(episodes_dataset(lengths), seed=1)
+    return GoalSampler(buffer, discount, **kwargs), np.cumsum(lengths) - 1
+
+
+def index_and_episode(x: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    return x[:, 0].numpy().astype(int), x[:, 1].numpy().astype(int)
+
+
+@pytest.mark.parametrize("geometric", [False, True])
+def test_trajectory_goals_are_later_states_of_the_same_episode(geometric):
+    s, last = sampler()
+    batch = s.sample(20_000, GoalMix(0, 1, 0, geometric), TRAJECTORY)
+    t, episode = index_and_episode(batch["observations"])
+    g, goal_episode = index_and_episode(batch["value_goals"])
+    assert (goal_episode == episode).all()
+    final = last[episode]
+    assert ((g > t) | ((g == t) & (t == final))).all()       # t itself only at the episode's end
+    assert (g <= final).all()
+    success = g == t
+    assert np.array_equal(batch["rewards"].numpy(), success - 1.0)   # 0 if s == g else -1
+    assert np.array_equal(batch["masks"].numpy(), 1.0 - success)
+    if not geometric:                                           # uniform over the whole future
+        rows = t == last[2] + 1                                 # the first row of the 60-step episode
+        assert len(np.unique(g[rows])) > 40
+
+
+def test_geometric_offsets_have_the_discount_s_mean():
+    s, last = sampler(lengths=[2000], discount=0.8)
+    batch = s.sample(20_000, GoalMix(0, 1, 0, True), TRAJECTORY)
+    t, _ = index_and_episode(batch["observations"])
+    g, _ = index_and_episode(batch["value_goals"])
+    far = t < 1900                                             # the cap at the end never binds
+    assert abs((g - t)[far].mean() - 1 / (1 - 0.8)) < 0.1       # E[Geom(0.2)] = 5
+
+
+def test_current_random_and_mixed_goals():
+    s, _ = sampler()
+    batch = s.sample(20_000, CURRENT, RANDOM)
+    t, episode = index_and_episode(batch["observations"])
+    assert np.array_equal(index_and_episode(batch["value_goals"])[0], t)
+    assert (batch["rewards"] == 0).all() and (batch["masks"] == 0).all()
+    _, actor_episode = index_and_episode(batch["actor_goals"])
+    share = np.array(LENGTHS) / sum(LENGTHS)
+    assert abs((actor_episode != episode).mean() - (1 - (share ** 2).sum())) < 0.02
+    batch = s.sample(40_000, GoalMix(0.2, 0.5, 0.3, True), TRAJECTORY)
+    t, episode = index_and_episode(batch["observations"])
+    g, goal_episode = index_and_episode(batch["value_goals"])
+    n, ends = sum(LENGTHS), len(LENGTHS) / sum(LENGTHS)        # a trajectory goal is t only at an end
+    assert abs((g == t).mean() - (0.2 + 0.5 * ends + 0.3 / n)) < 0.01
+    assert abs((goal_episode != episode).mean() - 0.3 * (1 - (share ** 2).sum())) < 0.01
+
+
+def cells_dataset():
+    """Three episodes through 2-d cells (states at cell centres + tiny noise): episode 0 visits
+    cells 0, 1, 2; episode 1 cells 2, 3, 4; episode 2 cells 5, 6. Only cell 2 is shared."""
+    rng = np.random.default_rng(0)
+    cells = [[0, 1, 2], [2, 3, 4], [5, 6]]
+    obs, cell_of, ends = [], [], np.zeros(0, bool)
+    for path in cells:
+        for c in path:
+            for _ in range(10):
+                obs.append([10.0 * c, 0.0] + rng.normal(0, 0.01, 2))
+                cell_of.append(c)
+        done = np.zeros(10 * len(path), bool)
+        done[-1] = True
+        ends = np.concatenate([ends, done])
+    obs = np.asarray(obs, np.float32)
+    n = len(obs)
+    nxt = np.concatenate([obs[1:], obs[-1:]])
+    data = from_arrays("cells", {"observations": obs, "next_observations": nxt,
+                                 "actions": np.zeros((n, 2), np.float32),
+                                 "rewards": np.zeros(n, np.float32),
+                                 "terminals": np.zeros(n, bool), "timeouts": ends})
+    episode = np.repeat(np.arange(3), [30, 30, 20])
+    return data, np.asarray(cell_of), episode
+
+
+def test_augmented_goals_come_from_a_trajectory_through_the_waypoint_s_cluster():
+    data, cell, episode = cells_dataset()
+    row_of = {tuple(x): i for i, x in enumerate(data.observations.tolist())}
+    buffer = Buffer.from_dataset(data, seed=0)
+    plain = GoalSampler(buffer, augment="none")
+    stitched = GoalSampler(buffer, augment="temporal", augment_prob=1.0, clusters=7, seed=0)
+    assert len(np.unique(stitched.clusters.labels.numpy())) == 7
+    for s, may_cross in ((plain, False), (stitched, True)):
+        batch = s.sample(5000, TRAJECTORY, TRAJECTORY)
+        t = np.array([row_of[tuple(x)] for x in batch["observations"].tolist()])
+        g = np.array([row_of[tuple(x)] for x in batch["actor_goals"].tolist()])
+        crossed = episode[g] != episode[t]
+        assert crossed.any() == may_cross
+        # a goal on another trajectory lies on one that passes through a cell of t's own
+        # future (here only cell 2 links episodes 0 and 1), at or after it passes there
+        assert set(zip(episode[t][crossed], episode[g][crossed])) <= {(0, 1), (1, 0)} | (
+            {(0, 0), (1, 1)})
+        from_0_to_1 = crossed & (episode[t] == 0)
+        assert (cell[g[from_0_to_1]] >= 2).all()               # reached from cell 2 onward
+        assert not ((episode[t] == 2) & crossed).any()          # episode 2 shares no cell
+    assert (episode[g] != episode[t])[episode[t] == 0].mean() > 0.05
+
+
+def test_hierarchical_goals_follow_hgcdataset():
+    s, last = sampler()
+    batch = s.sample_hierarchical(20_000, GoalMix(0.2, 0.5, 0.3, True), GoalMix(0, 0.5, 0.5), 7)
+    t, episode = index_and_episode(batch["observations"])
+    final = last[episode]
+    low, low_episode = index_and_episode(batch["low_actor_goals"])
+    assert np.array_equal(low, np.minimum(t + 7, final)) and (low_episode == episode).all()
+    target, target_episode = index_and_episode(batch["high_actor_targets"])
+    assert (target_episode == episode).all() and (target >= t).all() and (target <= t + 7).all()
+    assert (target <= np.minimum(t + 7, final)).all()
+    high, high_episode = index_and_episode(batch["high_actor_goals"])
+    ahead = (high_episode == episode) & (high >= t) & (high < np.minimum(t + 7, final))
+    assert np.isin(target[ahead] - high[ahead], [0]).mean() > 0.4     # capped at the high goal
+    assert ((target[ahead] == high[ahead]) | (target[ahead] == np.minimum(t + 7, final)[ahead])).all()
+    share = np.array(LENGTHS) / sum(LENGTHS)
+    assert abs((high_episode != episode).mean() - 0.5 * (1 - (share ** 2).sum())) < 0.02
+
+
+def test_smore_batches_are_mixture_then_goal_transitions():
+    agent, buffer = agent_and_buffer("smore", torch.device("cpu"), seeds=2)
+    batch = agent.sample(buffer, 16)
+    assert batch.shape == (2, 32)
+    gt = batch[:, 16:]
+    assert torch.equal(gt["value_goals"], gt["next_observations"])   # the state each one enters
+
+
+def test_smore_score_loss_against_hand_computation():
+    from rlcore.agents.smore import smore_score_loss
+    s_mix = torch.tensor([[[1.0, 2.0], [0.0, -1.0]]])           # [S=1, heads=2, B=2]
+    s_gt = torch.tensor([[[3.0, 200.0], [199.0, 0.0]]])
+    td = torch.tensor([[0.5, -1.0]])
+    # stable: mean_gt (S - 200)^2 + (1 - g) 1e-4 mean_mix S^2 + 1/2 mean_mix (S - td)^2, per head
+    head0 = (197 ** 2 + 0) / 2 + 1e-6 * (1 + 4) / 2 + 0.5 * (0.25 + 9) / 2
+    head1 = (1 + 200 ** 2) / 2 + 1e-6 * (0 + 1) / 2 + 0.5 * (0.25 + 0) / 2
+    stable = smore_score_loss(s_mix, s_gt, td, 0.99, "smore_stable")
+    assert stable.shape == (1,) and stable.item() == pytest.approx(head0 + head1, rel=1e-7)
+    # original: -mean_gt S + 1e-4 mean_mix S + 1/2 mean_mix (S - td)^2, per head
+    head0 = -203 / 2 + 1e-4 * 3 / 2 + 0.5 * (0.25 + 9) / 2
+    head1 = -199 / 2 + 1e-4 * -1 / 2 + 0.5 * (0.25 + 0) / 2
+    assert smore_score_loss(s_mix, s_gt, td, 0.99, "smore").item() == pytest.approx(head0 + head1)
+
+
+def test_a_generated_goal_dataset_round_trips_through_minari():
+    from rlcore.datasets import load_dataset, locate
+    first = load_dataset("pointmaze-medium-stitch", transitions=2000, progress=False)
+    assert locate("pointmaze-medium-stitch", 2000)[1].exists()
+    again = load_dataset("pointmaze-medium-stitch", transitions=2000, progress=False)
+    assert len(first) == 2000 and first.obs_dim == 2 and first.action_dim == 2
+    assert not first.terminals.any() and np.flatnonzero(first.timeouts).tolist() == \
+        list(range(199, 2000, 200))                            # 10 episodes of 200 transitions
+    inside = ~first.timeouts
+    assert np.array_equal(first.next_observations[:-1][inside[:-1]],
+                          first.observations[1:][inside[:-1]])
+    for key, value in first.arrays().items():
+        assert np.array_equal(value, getattr(again, key)), key
+    assert np.abs(first.actions).max() <= 1.0
+
+
+def test_an_ogbench_file_loads_as_ogbench_converts_it(tmp_path):
+    from rlcore.datasets import load_dataset
+    obs = np.arange(16, dtype=np.float32).reshape(8, 2)           # two episodes of 4 states
+    path = tmp_path / "toy-v0.npz"
+    np.savez(path, observations=obs, actions=np.ones((8, 3), np.float32),
+             terminals=np.array([0, 0, 0, 1, 0, 0, 0, 1], bool))
+    data = load_dataset(str(path))
+    assert len(data) == 6 and data.action_dim == 3
+    assert np.array_equal(data.observations, obs[[0, 1, 2, 4, 5, 6]])
+    assert np.array_equal(data.next_observations, obs[[1, 2, 3, 5, 6, 7]])
+    assert data.timeouts.tolist() == [False, False, True, False, False, True]
+    np.savez(path, observations=obs, actions=np.ones((8, 3), np.float32))
+    with pytest.raises(DatasetError, match=r"lacks \['terminals'\]"):
+        load_dataset(str(path))
+
+
+class OracleAgent:
+    """Moves toward the maze's next BFS cell (OGBench's data oracle, without noise): success is
+    reachable on every task."""
+    multi_seed = False
+
+    def __init__(self):
+        from rlcore.envs.ogbench import make_env
+        self.maze = make_env("pointmaze-medium-v0").unwrapped
+
+    def act(self, obs, deterministic=True, goals=None):
+        out = []
+        for xy, goal in zip(obs.numpy(), goals.numpy()):
+            sub, _ = self.maze.get_oracle_subgoal(xy, goal)
+            d = sub - xy
+            out.append(d / (np.linalg.norm(d) + 1e-6))
+        return torch.as_tensor(np.asarray(out), dtype=torch.float32)
+
+
+class StandStill(OracleAgent):
+    def act(self, obs, deterministic=True, goals=None):
+        return torch.zeros(len(obs), 2)
+
+
+def test_the_task_evaluation_counts_successes_per_task():
+    from rlcore.evaluation import GoalEvaluator
+    evaluator = GoalEvaluator("pointmaze-medium-v0", 2, torch.device("cpu"), [1, 2, 3, 4, 5])
+    try:
+        oracle = evaluator(OracleAgent(), 0)[0]
+        still = evaluator(StandStill(), 0)[0]
+    finally:
+        evaluator.close()
+    rates = [oracle[f"success_task{k}"] for k in range(1, 6)]
+    assert oracle["episodes"] == 10 and min(rates) > 0 and oracle["score_mean"] >= 80
+    assert oracle["score_mean"] == pytest.approx(100 * np.mean(rates))
+    # the env rewards 1 on the step it reaches the goal and ends there: return = success
+    assert oracle["return_mean"] == pytest.approx(oracle["success_rate"])
+    assert oracle["length_mean"] < 1000
+    assert still["score_mean"] == 0.0 and still["length_mean"] == 1000
+
+
+def test_an_unknown_task_id_is_a_clear_error():
+    from rlcore.evaluation import GoalEvaluator
+    with pytest.raises(ValueError, match=r"no evaluation task 6; its tasks are 1-5"):
+        GoalEvaluator("pointmaze-medium-v0", 1, torch.device("cpu"), [1, 6])
+    with pytest.raises(ValueError, match="no evaluation tasks"):
+        GoalEvaluator("Hopper-v5", 1, torch.device("cpu"), [1])
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["agent=gcbc", "env=hopper"], r"agent=gcbc is goal-conditioned, but env=hopper .* no goals"),
+    (["agent=iql", "env=pointmaze-medium"], r"env=pointmaze-medium is goal-conditioned .* use one of"),
+    (["agent=iql", "env=hopper", "data.augment=temporal"], r"relabels goals"),
+])
+def test_agent_and_env_that_disagree_fail_before_any_folder_exists(tmp_path, overrides, message):
+    from rlcore.trainer import train
+    cfg = load_config([*overrides, f"runs_root={tmp_path / 'runs'}"])
+    with pytest.raises(ConfigError, match=message):
+        train(cfg)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_goal_settings_are_clear_errors():
+    with pytest.raises(ConfigError, match="sum to 1"):
+        GoalMix(0.5, 0.5, 0.5)
+    with pytest.raises(ConfigError, match=r"data.augment=.kmeans.: must be one of none, temporal"):
+        load_config(["agent=gcbc", "env=pointmaze-medium", "data.augment=kmeans"])
+    s, _ = sampler()
+    with pytest.raises(ConfigError, match="clusters"):
+        GoalSampler(s.buffer, augment="temporal", clusters=10_000)
+
+
+@pytest.mark.slow
+def test_gcbc_learns_to_reach_goals_on_navigate_data(tmp_path):
+    """OGBench's navigate data, 100k transitions: 2,000 updates of GCBC reach goals of the
+    evaluation tasks (20% for both seeds when measured; an untrained policy's is 0, as
+    StandStill's above)."""
+    from rlcore.trainer import train
+    cfg = load_config(["agent=gcbc", "env=pointmaze-medium", "data.transitions=100000",
+                       "trainer.steps=2000", "trainer.eval_every=1000", "trainer.eval_episodes=4",
+                       "agent.batch_size=256", "agent.actor_hidden=[128,128]", "seeds=2",
+                       f"runs_root={tmp_path}", "trainer.progress=false"])
+    results = train(cfg)
+    assert np.mean([r.best_score for r in results]) >= 10.0

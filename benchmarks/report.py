@@ -228,7 +228,7 @@ def main(argv=None) -> int:
             continue
         print(f"== {key}: {args.seeds} seeds x {args.steps} updates", file=sys.stderr, flush=True)
         cell = run_cell(agent, dataset, overrides, args)
-        with file_lock(store.with_name(store.name + ".lock")):   # other processes' cells kept
+        with file_lock(Path(args.runs) / ".report.lock"):         # other processes' cells kept
             results = {**load(), key: cell}
             atomic_write_text(store, json.dumps(results, indent=2))
     table = write_table(results, args)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from tensordict import TensorDict
 
-from rlcore.agent import apply_gradients, seed_mean
+from rlcore.agent import apply_gradients, clip_grad_norm_per_seed, seed_mean
 from rlcore.goal_agent import GoalActor, GoalAgent, goal_input
 from rlcore.nets import DeterministicPolicy
 from rlcore.registry import register_agent
@@ -61,10 +61,8 @@ class RvS(GoalAgent):
         x = goal_input(batch["observations"], batch["actor_goals"])
         loss = seed_mean((self.policy(x) - batch["actions"]).pow(2))
         params = list(self.policy.parameters())
-        grads = torch.autograd.grad(loss.sum(), params)
-        norm = torch.stack([g.reshape(self.spec.seeds, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
-        scale = (self.cfg.grad_clip / (norm + 1e-6)).clamp_max(1.0)              # [S]
-        grads = [g * scale.reshape(-1, *([1] * (g.dim() - 1))) for g in grads]
+        grads, norm = clip_grad_norm_per_seed(torch.autograd.grad(loss.sum(), params),
+                                              self.cfg.grad_clip, self.spec.seeds)
         apply_gradients(params, grads, self.opt)
         return {"bc_loss": loss.detach(), "grad_norm": norm.detach()}
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rlcore.data import OfflineDataset, from_arrays
+from rlcore.errors import UserError
 from rlcore.logger import progress_bar
 from rlcore.registry import register_dataset
 
@@ -42,7 +43,12 @@ def import_ogbench():
     """ogbench, with its GL-less import warnings silenced (no display is needed for states)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        import ogbench  # noqa: F401  (registers the envs with Gymnasium)
+        try:
+            import ogbench  # noqa: F401  (registers the envs with Gymnasium)
+        except ImportError:
+            raise UserError("OGBench's goal-conditioned envs need the goals extra: "
+                            "pip install -e \".[goals]\" (ogbench, dm_control==1.0.28, "
+                            "scikit-learn)") from None
     return ogbench
 
 

@@ -163,6 +163,15 @@ def grads_by_group(groups: Sequence[tuple[torch.Tensor, Sequence[torch.Tensor]]]
     return params, grads
 
 
+def clip_grad_norm_per_seed(grads: Sequence[torch.Tensor], max_norm: float,
+                            seeds: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """torch.nn.utils.clip_grad_norm_ for each seed's own parameters (seed-major tensors):
+    g * min(1, max_norm / (||g|| + 1e-6)); also the norms [S]."""
+    norm = torch.stack([g.reshape(seeds, -1).pow(2).sum(1) for g in grads]).sum(0).sqrt()
+    scale = (max_norm / (norm + 1e-6)).clamp_max(1.0)
+    return [scale_per_seed(scale, g) for g in grads], norm
+
+
 def seed_mean(x: torch.Tensor) -> torch.Tensor:
     """[S, ...] -> [S]: each seed's mean over everything else (its batch, its heads)."""
     return x.reshape(x.shape[0], -1).mean(1)

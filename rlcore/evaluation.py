@@ -94,6 +94,8 @@ class GoalEvaluator:
         n = self.seeds * self.episodes
         seeds = [b + 1000 * task + i for b in base for i in range(self.episodes)]
         obs, info = self.env.reset(seed=seeds, options=dict(task_id=task))
+        if hasattr(agent, "begin_episodes"):        # an agent that acts on a history (GCDT)
+            agent.begin_episodes()
         goal = torch.as_tensor(np.asarray(info["goal"]), dtype=torch.float32, device=self.device)
         success, returns = np.zeros(n, dtype=bool), np.zeros(n)
         lengths, running = np.zeros(n, dtype=np.int64), np.ones(n, dtype=bool)

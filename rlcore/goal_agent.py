@@ -34,7 +34,7 @@ class GoalAgent(Agent):
         if spec.goal_dim <= 0:
             raise ValueError(f"{type(self).__name__} is goal-conditioned: its Spec needs goal_dim > 0")
         self.value_goals = GoalMix.from_config(cfg.value_goals) if "value_goals" in cfg else None
-        self.actor_goals = GoalMix.from_config(cfg.actor_goals)
+        self.actor_goals = GoalMix.from_config(cfg.actor_goals) if "actor_goals" in cfg else None
 
     # -- data ---------------------------------------------------------------------------------
     def goal_sampler(self, buffer: Buffer) -> GoalSampler:

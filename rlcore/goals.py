@@ -58,7 +58,11 @@ class StateClusters:
     cluster's members, so a uniform member of a cluster is one gather."""
 
     def __init__(self, states: np.ndarray, clusters: int, seed: int, device: torch.device):
-        from sklearn.cluster import KMeans
+        try:
+            from sklearn.cluster import KMeans
+        except ImportError:
+            raise ConfigError("data.augment=temporal clusters states with scikit-learn: "
+                              "pip install -e \".[goals]\"") from None
         if not 1 <= clusters <= len(states):
             raise ConfigError(f"data.clusters={clusters}: needs 1 <= clusters <= {len(states)} states")
         labels = KMeans(n_clusters=clusters, n_init="auto", random_state=seed).fit(states).labels_
@@ -87,6 +91,7 @@ class GoalSampler:
         self.buffer, self.discount = buffer, discount
         self.final = buffer.episode_end - 1                       # T of each t's trajectory
         self.augment_prob = float(augment_prob)
+        self._context_starts: dict[int, torch.Tensor] = {}
         self.clusters = None
         if augment not in (None, "none", "temporal"):
             raise ConfigError(f"data.augment={augment!r}; valid: none, temporal")
@@ -168,6 +173,73 @@ class GoalSampler:
         batch["high_actor_goals"] = self.states(high_goal)
         batch["high_actor_targets"] = self.states(high_target)
         return batch
+
+    def sample_contexts(self, n: int, context: int, tries: int = 8) -> TensorDict:
+        """Windows of `context` consecutive transitions with one goal (the stitching paper's
+        MinariEpisodicTrajectoryDataset, for its goal-conditioned DT): `observations` and
+        `actions` [n, context, ...], `goals` [n, state].
+
+        Plain: a window t..t+C-1 inside one trajectory and a goal uniform among the states after
+        it, [t + C, T]. Augmented (probability augment_prob): a waypoint j uniform in [t + 1, T]
+        and k a random state of j's cluster; when j - t < C the window is stitched, rows
+        t..j-1 then k..k + C - (j - t) - 1, and the goal is uniform in [k + C - (j - t), T_k];
+        else the window is t..t+C-1 and the goal uniform in [k, T_k]. The authors redraw until
+        k's trajectory is long enough; here `tries` candidates are drawn at once and the first
+        that fits is kept (the plain sample where none does), which keeps it free of host syncs;
+        and t is drawn among the windows that fit plainly for both. States after T (the trajectory's very last state, which has no action) are not goals:
+        windows need one state after them."""
+        starts = self.context_starts(context)
+        t = starts[self.buffer._randint(len(starts), (n,))]
+        final = self.final[t]
+        span = (final - (t + context) + 1).to(torch.float32)
+        goal = t + context + torch.minimum((self.buffer._uniform((n,)) * span).long(),
+                                           final - t - context)
+        offsets = torch.arange(context, device=t.device)
+        rows = t[:, None] + offsets                                         # [n, C]
+        if self.clusters is not None:
+            rows, goal = self._stitched_contexts(t, rows, goal, context, tries)
+        batch = TensorDict({"observations": self.states(rows),
+                            "actions": self.buffer.storage["actions"][self.buffer._physical(rows)],
+                            "goals": self.states(goal)}, batch_size=[n])
+        return batch
+
+    def context_starts(self, context: int) -> torch.Tensor:
+        """Rows t whose trajectory has C transitions from t and one more state after them
+        (computed once per context length: a boolean mask waits for the host)."""
+        if context not in self._context_starts:
+            t = torch.arange(self.buffer.size, device=self.final.device)
+            starts = t[t + context <= self.final]
+            if len(starts) == 0:
+                raise DatasetError(f"no trajectory has {context + 1} transitions: a context "
+                                   f"of {context} needs them")
+            self._context_starts[context] = starts
+        return self._context_starts[context]
+
+    def _stitched_contexts(self, t, rows, goal, context: int, tries: int):
+        n = len(t)
+        final = self.final[t][:, None]
+        tt = t[:, None].expand(n, tries)
+        span = (final - tt).to(torch.float32)                               # j in [t + 1, T]
+        j = tt + 1 + torch.minimum((self.buffer._uniform((n, tries)) * span).long(), final - tt - 1)
+        j = torch.minimum(j, final)
+        k = self.clusters.random_member(self.clusters.labels[j], self.buffer._uniform((n, tries)))
+        k_final = self.final[k]
+        gap = j - tt                                                        # rows from t's own
+        first_goal = torch.where(gap < context, k + context - gap, k)
+        fits = first_goal <= k_final
+        pick = torch.argmax(fits.to(torch.int8), dim=1)                     # first that fits
+        use = fits.any(1) & (self.buffer._uniform((n,)) < self.augment_prob)
+        take = lambda x: x.gather(1, pick[:, None]).squeeze(1)              # noqa: E731
+        gap, k, k_final, first_goal = take(gap), take(k), take(k_final), take(first_goal)
+        offsets = torch.arange(context, device=t.device)
+        stitched = torch.where(offsets < gap[:, None], t[:, None] + offsets,
+                               k[:, None] + offsets - gap[:, None])
+        stitched = torch.where((gap >= context)[:, None], t[:, None] + offsets, stitched)
+        span = (k_final - first_goal + 1).to(torch.float32)
+        stitched_goal = first_goal + torch.minimum((self.buffer._uniform((n,)) * span).long(),
+                                                   k_final - first_goal)
+        return (torch.where(use[:, None], stitched, rows),
+                torch.where(use, stitched_goal, goal))
 
     def sample_goal_transitions(self, n: int) -> TensorDict:
         """SMORe's goal-transition batch (dataset_utils.py, 'HER_goal_entry_distribution'): a

@@ -63,6 +63,8 @@ SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
          **{name: ["agent.hidden=[64,64]"]
             for name in ("td3bc", "recoil", "iql", "fdvl", "bc", "sac", "smore", "rvs")},
          "gcbc": ["agent.actor_hidden=[64,64]"],
+         # dropout off: inductor's dropout draws from its own generator, not eager's
+         "gcdt": ["agent.embed_dim=32", "agent.blocks=2", "agent.dropout=0.0"],
          **{name: ["agent.actor_hidden=[64,64]", "agent.value_hidden=[64,64]"]
             for name in ("gcivl", "gciql", "hiql")}}
 

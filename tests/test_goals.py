@@ -277,3 +277,54 @@ def test_gcbc_learns_to_reach_goals_on_navigate_data(tmp_path):
                        f"runs_root={tmp_path}", "trainer.progress=false"])
     results = train(cfg)
     assert np.mean([r.best_score for r in results]) >= 10.0
+
+
+def test_contexts_are_windows_of_one_trajectory_or_stitched_through_a_shared_cluster():
+    data, cell, episode = cells_dataset()
+    row_of = {tuple(x): i for i, x in enumerate(data.observations.tolist())}
+    buffer = Buffer.from_dataset(data, seed=0)
+    last = {e: np.flatnonzero(episode == e).max() for e in range(3)}
+    for augment in ("none", "temporal"):
+        s = GoalSampler(buffer, augment=augment, augment_prob=1.0, clusters=7, seed=0)
+        batch = s.sample_contexts(3000, context=5)
+        rows = np.array([[row_of[tuple(x)] for x in window] for window in
+                         batch["observations"].tolist()])                       # [n, 5]
+        goal = np.array([row_of[tuple(x)] for x in batch["goals"].tolist()])
+        assert np.array_equal(batch["actions"].numpy(), data.actions[rows])
+        steps = np.diff(rows, axis=1)
+        breaks = (steps != 1).sum(1)
+        assert (breaks <= 1).all()                                 # at most one seam
+        for r, g, b in zip(rows, goal, breaks):
+            assert g <= last[episode[g]]
+            if augment == "none":
+                assert episode[g] == episode[r[0]] and g > r[-1]   # a later state of the window's
+            if b:                                                  # stitched: t..j-1, then k..
+                seam = int(np.flatnonzero(np.diff(r) != 1)[0]) + 1
+                waypoint, k = r[seam - 1] + 1, r[seam]
+                assert cell[waypoint] == cell[k]                   # k is in j's cluster
+                assert (episode[r[:seam]] == episode[r[0]]).all()
+                assert (episode[r[seam:]] == episode[k]).all()
+                assert episode[g] == episode[k] and g > r[-1]      # the goal follows on k's
+                if episode[k] != episode[r[0]]:
+                    assert cell[k] == 2                            # the one shared cell
+            if episode[g] != episode[r[0]]:                        # crossed only through cell 2
+                assert {episode[g], episode[r[0]]} == {0, 1}
+                assert cell[g] >= 2 if episode[g] == 1 else cell[g] == 2
+        if augment == "none":
+            assert breaks.sum() == 0
+        else:
+            assert breaks.mean() > 0.02                           # some windows are stitched
+            assert (episode[goal] != episode[rows[:, 0]]).mean() > 0.05
+
+
+def test_gcdt_acts_on_the_episode_so_far_up_to_its_context():
+    agent, _ = agent_and_buffer("gcdt", torch.device("cpu"), seeds=2)
+    agent.begin_episodes()
+    obs, goal = torch.randn(2, 3, 11), torch.randn(2, 3, 11)
+    first = agent.act(obs, goals=goal)
+    assert first.shape == (2, 3, 3) and (first.abs() <= 1).all()
+    for step in range(8):
+        agent.act(torch.randn(2, 3, 11), goals=goal)
+        assert len(agent.history["states"]) == min(step + 2, agent.cfg.context)
+    agent.begin_episodes()                                     # a new episode forgets the old
+    assert torch.allclose(agent.act(obs, goals=goal), first)

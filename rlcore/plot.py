@@ -1,4 +1,5 @@
-"""The learning-curve figure of a run: D4RL score per evaluation, and the training losses."""
+"""The learning-curve figure of a run: the score per evaluation (D4RL normalized, or the
+success rate overall and per task for goal-conditioned runs), and the training losses."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,14 +20,22 @@ def plot_run(rows: list[dict], path: Path, title: str) -> Path:
                              squeeze=False)
     axes = axes[0]
     ax = axes[0]
+    goals = bool(evals) and "success_rate" in evals[0]
     if evals:
         steps = [r["step"] for r in evals]
         mean = [r["score_mean"] for r in evals]
-        std = [r["score_std"] for r in evals]
-        ax.plot(steps, mean, marker="o", ms=3)
-        ax.fill_between(steps, [m - s for m, s in zip(mean, std)],
-                        [m + s for m, s in zip(mean, std)], alpha=0.25)
-    ax.set(xlabel="updates", ylabel="D4RL normalized score", title=title)
+        ax.plot(steps, mean, marker="o", ms=3, label="all tasks" if goals else None)
+        if goals:                        # one thin line per evaluation task
+            for key in sorted(k for k in evals[0] if k.startswith("success_task")):
+                ax.plot(steps, [100 * r[key] for r in evals], lw=0.8, alpha=0.6,
+                        label=key.removeprefix("success_"))
+            ax.legend(fontsize=7)
+        else:
+            std = [r["score_std"] for r in evals]
+            ax.fill_between(steps, [m - s for m, s in zip(mean, std)],
+                            [m + s for m, s in zip(mean, std)], alpha=0.25)
+    ax.set(xlabel="updates", ylabel="success rate (%)" if goals else "D4RL normalized score",
+           title=title)
     ax.grid(alpha=0.3)
     for ax, key in zip(axes[1:], losses):  # one panel each: losses differ in scale
         rows = [r for r in train if key in r]

@@ -328,3 +328,28 @@ def test_gcdt_acts_on_the_episode_so_far_up_to_its_context():
         assert len(agent.history["states"]) == min(step + 2, agent.cfg.context)
     agent.begin_episodes()                                     # a new episode forgets the old
     assert torch.allclose(agent.act(obs, goals=goal), first)
+
+
+@pytest.mark.slow
+def test_a_resumed_goal_conditioned_run_ends_as_an_uninterrupted_one(tmp_path):
+    """GCDT with the augmentation: its warm-up counter, the K-means clusters (rebuilt from the
+    data on resume) and the sampler's generator all come back."""
+    from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+    from rlcore.config import apply_overrides
+    from rlcore.trainer import train
+    common = ["agent=gcdt", "env=pointmaze-medium", "env.dataset=pointmaze-medium-stitch",
+              "data.transitions=2000", "data.augment=temporal", "data.clusters=8",
+              "env.goal_tasks=1", "trainer.eval_episodes=1", "trainer.eval_every=30",
+              "trainer.checkpoint_every=30", "trainer.log_every=10", "trainer.compile=eager",
+              "agent.embed_dim=16", "agent.blocks=1", "agent.batch_size=16", "agent.dropout=0.0",
+              "seeds=2", "trainer.progress=false"]
+    train(load_config([*common, "trainer.steps=60", f"run_dir={tmp_path / 'full'}"]))
+    train(load_config([*common, "trainer.steps=30", f"run_dir={tmp_path / 'cut'}"]))
+    cfg = load_config([*common, "trainer.steps=30", f"run_dir={tmp_path / 'cut'}"])
+    cfg = apply_overrides(cfg, ["trainer.steps=60"])
+    cfg.resume = str(tmp_path / "cut")
+    train(cfg)
+    full, resumed = (load_checkpoint(latest_checkpoint(tmp_path / n)) for n in ("full", "cut"))
+    assert full["step"] == resumed["step"] == 60
+    for key, value in full["agent"]["modules"].items():
+        assert torch.equal(value, resumed["agent"]["modules"][key]), key

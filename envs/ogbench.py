@@ -40,7 +40,11 @@ VAL_SEED_OFFSET = 1_000_003
 
 
 def import_ogbench():
-    """ogbench, with its GL-less import warnings silenced (no display is needed for states)."""
+    """ogbench, with its GL-less import warnings silenced (no display is needed for states), and
+    its manipulation envs' float64 action bounds (rebuilt at every access) noted once, not at
+    every oracle step."""
+    warnings.filterwarnings("ignore", message=".*precision lowered by casting to float32.*")
+    warnings.filterwarnings("ignore", message=".*DISPLAY environment variable is missing.*")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -108,8 +112,34 @@ def cells_at_distance(maze_map: np.ndarray, start: tuple, steps: int) -> list:
     return found
 
 
+class OGBenchRecipe:
+    """What OGBench's recipes share: the env (OGBench's registration first), and rolling
+    `episodes` episodes out with `one_episode(env, rng) -> (observations, actions)`."""
+    name: str
+    gym_id: str
+    description: str
+
+    @property
+    def gym_kwargs(self) -> dict:
+        return {}
+
+    def make_env(self):
+        return make_env(self.gym_id)
+
+    def roll_out(self, env, episodes: int, one_episode, rng, progress: bool) -> OfflineDataset:
+        bar = progress_bar(total=episodes, desc=f"making {self.name}", unit="ep", disable=not progress)
+        rolled = []
+        for _ in range(episodes):
+            obs, actions = one_episode(env, rng)
+            rolled.append((np.asarray(obs, np.float32), np.asarray(actions, np.float32)))
+            bar.update(1)
+        bar.close()
+        env.close()
+        return episodes_to_dataset(self.name, rolled, {"recipe": self.description})
+
+
 @dataclass(frozen=True)
-class PointMazeRecipe:
+class PointMazeRecipe(OGBenchRecipe):
     """generate_locomaze.py for the point agent (navigate or stitch)."""
     name: str
     maze: str                    # medium | large
@@ -120,13 +150,6 @@ class PointMazeRecipe:
     @property
     def gym_id(self) -> str:
         return f"pointmaze-{self.maze}-v0"
-
-    @property
-    def gym_kwargs(self) -> dict:
-        return {}
-
-    def make_env(self):
-        return make_env(self.gym_id)
 
     @property
     def episode_steps(self) -> int:
@@ -149,10 +172,8 @@ class PointMazeRecipe:
         u = env.unwrapped
         rng = np.random.default_rng(seed + (VAL_SEED_OFFSET if self.val else 0))
         cells, vertices = maze_cells(u.maze_map)
-        n_episodes = max(1, transitions // (self.episode_steps - 1))
-        episodes = []
-        bar = progress_bar(total=n_episodes, desc=f"making {self.name}", unit="ep", disable=not progress)
-        for _ in range(n_episodes):
+
+        def one_episode(env, rng):
             init = cells[rng.integers(len(cells))]
             if self.kind == "navigate":
                 goal = vertices[rng.integers(len(vertices))]
@@ -173,28 +194,20 @@ class PointMazeRecipe:
                 done = terminated or truncated
                 if info["success"] and self.kind == "navigate":
                     u.set_goal(vertices[rng.integers(len(vertices))])
-            episodes.append((np.asarray(obs, np.float32), np.asarray(actions, np.float32)))
-            bar.update(1)
-        bar.close()
-        env.close()
-        return episodes_to_dataset(self.name, episodes, {"recipe": self.description})
+            return obs, actions
+
+        return self.roll_out(env, max(1, transitions // (self.episode_steps - 1)), one_episode,
+                             rng, progress)
 
 
 @dataclass(frozen=True)
-class CubeRecipe:
+class CubeRecipe(OGBenchRecipe):
     """generate_manipspace.py for cube-single: play (plan oracle) or noisy (Markov oracle)."""
     name: str
     kind: str                    # play | noisy
     val: bool = False
     episode_steps: int = 1001
     gym_id: str = "cube-single-v0"
-
-    @property
-    def gym_kwargs(self) -> dict:
-        return {}
-
-    def make_env(self):
-        return make_env(self.gym_id)
 
     @property
     def default_transitions(self) -> int:
@@ -208,8 +221,11 @@ class CubeRecipe:
                 "episodes, a new target each time one is done" + ("; validation split" if self.val else ""))
 
     def make(self, transitions: int, seed: int, progress: bool = True) -> OfflineDataset:
-        from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
-        from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
+        import_ogbench()
+        with warnings.catch_warnings():          # GLFW's no-display notice: states need none
+            warnings.simplefilter("ignore")
+            from ogbench.manipspace.oracles.markov.cube_markov import CubeMarkovOracle
+            from ogbench.manipspace.oracles.plan.cube_plan import CubePlanOracle
         env = make_env(self.gym_id, terminate_at_goal=False, mode="data_collection",
                        max_episode_steps=self.episode_steps)
         seed = seed + (VAL_SEED_OFFSET if self.val else 0)
@@ -220,10 +236,8 @@ class CubeRecipe:
             oracle, p_random, noise = CubePlanOracle(env=env, noise=0.1, noise_smoothing=0.5), 0.0, 0.0
         else:
             oracle, p_random, noise = CubeMarkovOracle(env=env, min_norm=0.4), 0.1, 0.1
-        n_episodes = max(1, transitions // (self.episode_steps - 1))
-        episodes = []
-        bar = progress_bar(total=n_episodes, desc=f"making {self.name}", unit="ep", disable=not progress)
-        for _ in range(n_episodes):
+
+        def one_episode(env, rng):
             ob, info = env.reset(seed=int(rng.integers(2**31)))
             xi = rng.uniform(0, noise)
             oracle.reset(ob, info)
@@ -243,11 +257,10 @@ class CubeRecipe:
                 if oracle.done:
                     new_ob, new_info = env.unwrapped.set_new_target(p_stack=0.0)
                     oracle.reset(new_ob, new_info)
-            episodes.append((np.asarray(obs, np.float32), np.asarray(actions, np.float32)))
-            bar.update(1)
-        bar.close()
-        env.close()
-        return episodes_to_dataset(self.name, episodes, {"recipe": self.description})
+            return obs, actions
+
+        return self.roll_out(env, max(1, transitions // (self.episode_steps - 1)), one_episode,
+                             rng, progress)
 
 
 for maze in ("medium", "large"):

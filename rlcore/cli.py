@@ -125,6 +125,10 @@ def print_datasets() -> None:
         local = []
     print("  Minari (local): " + (", ".join(local) if local else "none") +
           "; a remote id such as mujoco/hopper/medium-v0 is downloaded on first use")
+    print("  OGBench (downloaded by ogbench on first use): e.g. cube-single-play-v0, "
+          "pointmaze-large-stitch-v0; or its .npz file: env.dataset=/path/to/file.npz")
+    for path in sorted((data_dir() / "ogbench").glob("*.npz")):
+        print(f"    {path.stem:<22} [cached: {path}]")
     print("  or a path or URL to a D4RL-format .hdf5 file: env.dataset=/path/to/file.hdf5")
 
 

@@ -82,17 +82,24 @@ def time_rlcore(step, per_call, updates, warmup, device) -> tuple[float, float]:
     return calls * per_call / (time.perf_counter() - start), warm
 
 
-def time_reference(agent, arrays, batch_size, updates, warmup, device) -> float:
+def numpy_batches(agent, arrays, batch_size):
+    """A plain loop's batches: indices drawn with numpy, the rows copied from host arrays."""
     from tensordict import TensorDict
     rng = np.random.default_rng(0)
     n = len(arrays["rewards"])
 
-    def step() -> None:
+    def draw():
         idx = rng.integers(0, n, batch_size)
-        batch = TensorDict({k: torch.tensor(arrays[k][idx], device=device) for k in KEYS},
-                           batch_size=[batch_size])
-        if agent.multi_seed:
-            batch = batch.unsqueeze(0)                      # the agent contract's [1, B]
+        batch = TensorDict({k: torch.tensor(arrays[k][idx]) for k in KEYS}, batch_size=[batch_size])
+        return batch.unsqueeze(0) if agent.multi_seed else batch   # the contract's [1, B]
+    return draw
+
+
+def time_reference(agent, draw, updates, warmup, device) -> float:
+    """A plain loop: a batch made on the host and copied over, one update, every metric read
+    back with .item()."""
+    def step() -> None:
+        batch = draw().to(device)
         for value in agent.update(batch).values():
             value.item()
 
@@ -127,14 +134,19 @@ def bench_agent(cfg) -> dict:
     device = resolve_device(cfg.device)
     b = cfg.bench
     set_matmul_precision(cfg.trainer.matmul_precision)
+    if cfg.env.get("goal_tasks"):                    # OGBench's envs register on import
+        from rlcore.envs.ogbench import import_ogbench
+        import_ogbench()
     env = gym.make(cfg.env.gym_id)
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
     arrays = synthetic_arrays(b.transitions, obs_dim, action_dim)
-    spec = Spec(obs_dim, action_dim)
+    goal_conditioned = getattr(AGENTS.get(cfg.agent.name), "goal_conditioned", False)
+    spec = Spec(obs_dim, action_dim, obs_dim if goal_conditioned else 0)   # goals are states
     expert = np.arange(b.transitions * 9 // 10, b.transitions)       # for imitation agents
     buffer = Buffer.from_dataset(from_arrays("synthetic", arrays), device, subsets={"expert": expert})
-    loops = [("reference (numpy sampling, .item() per step)", None, 1)]
+    loops = [("reference (goals relabelled on the host, .item())" if goal_conditioned else
+              "reference (numpy sampling, .item() per step)", None, 1)]
     modes = bench_modes(b.modes, device)
     loops += [(f"rlcore {LABELS.get(m, m).format(k=b.updates_per_call)}", m, 1) for m in modes]
     k = int(b.get("seeds") or 1)
@@ -143,10 +155,14 @@ def bench_agent(cfg) -> dict:
     rows = []
     for label, mode, seeds in loops:
         agent = build_agent(cfg, spec, device, seeds=list(range(seeds)))
-        if mode is None:
+        if mode is None and goal_conditioned:       # goals relabelled on the host, as OGBench
+            host = Buffer.from_dataset(from_arrays("synthetic", arrays))
+            ups, warm = time_reference(agent, lambda: agent.sample(host, cfg.agent.batch_size),
+                                       b.updates, b.warmup, device), None
+        elif mode is None:
             rows_per_update = agent.sample(buffer, cfg.agent.batch_size).shape[-1]  # recoil: 2B
-            ups, warm = time_reference(agent, arrays, rows_per_update, b.updates, b.warmup,
-                                       device), None
+            ups, warm = time_reference(agent, numpy_batches(agent, arrays, rows_per_update),
+                                       b.updates, b.warmup, device), None
         else:
             per_call = int(b.updates_per_call) if mode == "cudagraphs" else 1
             step = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call,

@@ -353,3 +353,14 @@ def test_a_resumed_goal_conditioned_run_ends_as_an_uninterrupted_one(tmp_path):
     assert full["step"] == resumed["step"] == 60
     for key, value in full["agent"]["modules"].items():
         assert torch.equal(value, resumed["agent"]["modules"][key]), key
+
+
+def test_the_bench_times_a_goal_conditioned_agent_beside_a_host_loop(tmp_path, capsys):
+    from rlcore.cli import main
+    out = tmp_path / "bench.json"
+    assert main(["bench", "agent=gcbc", "env=pointmaze-medium", "device=cpu", "bench.updates=3",
+                 "bench.warmup=1", "bench.modes=[eager]", "bench.seeds=2", "bench.transitions=5000",
+                 "agent.actor_hidden=[32,32]", f"bench.out={out}"]) == 0
+    rows = __import__("json").loads(out.read_text())["rows"]
+    assert [r["seeds"] for r in rows] == [1, 1, 2] and "host" in rows[0]["loop"]
+    assert all(r["updates_per_s"] > 0 for r in rows)

@@ -34,8 +34,10 @@ def test_help_and_list(capsys):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["agent=odise"], "unknown agent 'odise'; valid agents: a2pr, bc, fdvl, iql, odice, odice_il, recoil, sac, td3bc"),
-    (["env=hoper"], "unknown env 'hoper'; valid envs: ant, halfcheetah, hopper, walker2d"),
+    (["agent=odise"], "unknown agent 'odise'; valid agents: a2pr, bc, fdvl, gcbc, gcdt, gciql, gcivl, hiql, "
+                         "iql, odice, odice_il, recoil, rvs, sac, smore, td3bc"),
+    (["env=hoper"], "unknown env 'hoper'; valid envs: ant, cube-single, halfcheetah, hopper, "
+                       "pointmaze-large, pointmaze-medium, walker2d"),
     (["env.dataset=hopper-mediun"], "unknown dataset 'hopper-mediun'; valid: "),
     (["trainer.stepz=5"], "trainer.stepz"),
     (["seed=0,1"], "multirun"),

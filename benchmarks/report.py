@@ -150,12 +150,13 @@ def write_table(results: dict, args) -> str:
     lines = [f"{what}, mean ± std over {args.seeds} seeds trained at once (`seeds={args.seeds}`), "
              f"{args.steps:,} updates; " + ("*OGBench* rows: the published figures (1M updates, 8 "
                                            "seeds)." if goals else "*data* is the behaviour data's mean score.")]
+    data_column = [] if goals else ["*data*"]          # goal data has no score of its own
     for which, title in (("last", "Last evaluation"), ("best", "Best evaluation")):
-        lines += ["", f"{title}:", "", "| dataset | *data* | " + " | ".join(agents) + " |",
-                  "|---|" + "---|" * (len(agents) + 1)]
+        lines += ["", f"{title}:", "", "| " + " | ".join(["dataset", *data_column, *agents]) + " |",
+                  "|---|" + "---|" * (len(agents) + len(data_column))]
         for dataset in datasets:
             data = data_score(results, dataset)
-            row = ["" if data is None else f"*{data:.1f}*"]
+            row = [] if goals else ["" if data is None else f"*{data:.1f}*"]
             for agent in agents:
                 cell = results.get(cell_key(agent, dataset))
                 scores = np.array([c[which] for c in cell or []])
@@ -163,8 +164,8 @@ def write_table(results: dict, args) -> str:
             lines.append(f"| {dataset} | " + " | ".join(row) + " |")
             published = OGBENCH_PUBLISHED.get(dataset.removesuffix("-v0"))
             if published and which == "last":
-                lines.append("| *OGBench* | | " + " | ".join(
-                    f"*{published.get(a, '')}*" if a in published else "" for a in agents) + " |")
+                lines.append("| *OGBench, 1M updates* | " + " | ".join(
+                    f"*{published[a]}*" if a in published else "" for a in agents) + " |")
     return "\n".join(lines) + "\n"
 
 

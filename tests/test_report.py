@@ -123,3 +123,21 @@ def test_value_probe_reads_every_seed_of_a_run_and_refuses_an_agent_without_a_cr
     bc = run_report(tmp_path, "bc")["bc@hopper-pd-noisy"]
     with pytest.raises(UserError, match="'bc' has neither a value network nor a critic"):
         value_probe.probe_run((tmp_path / "runs" / bc[0]["run_dir"]).parent)
+
+
+def test_goal_datasets_find_their_env_and_tables_show_success_beside_ogbench():
+    assert report.env_of("pointmaze-medium-stitch") == "pointmaze-medium"
+    assert report.env_of("cube-single-play-v0") == "cube-single"
+    assert report.env_of("hopper-medium") == "hopper"
+    with pytest.raises(SystemExit, match="no env config fits"):
+        report.env_of("antsoccer-arena-navigate")
+    jobs = report.jobs(Namespace(datasets=["pointmaze-medium-stitch"], agents=["gcbc", "gcbc+aug"],
+                                 imitation=None))
+    assert jobs[1] == ("gcbc+aug", "pointmaze-medium-stitch",
+                       ["agent=gcbc", "env=pointmaze-medium", "env.dataset=pointmaze-medium-stitch",
+                        "data.augment=temporal"])
+    cell = [{"seed": s, "steps": 10, "last": 20.0 * s, "best": 40.0, "data_score": None} for s in (0, 1)]
+    table = report.write_table({"gcbc@pointmaze-medium-stitch": cell}, Namespace(seeds=2, steps=10))
+    assert "success rate" in table and "*data*" not in table
+    assert "| pointmaze-medium-stitch | 10.0 ± 10.0 |" in table
+    assert "| *OGBench, 1M updates* | *23±18* |" in table

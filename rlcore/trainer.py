@@ -142,6 +142,7 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     agent.check_data(buffer)
     return Setup(cfg, device, agent, buffer, dataset, reference_for(cfg.env.score, dataset.metadata))
 
+
 def check_goals(cfg: DictConfig) -> bool:
     """Whether the run is goal-conditioned; a clear error when agent and env disagree."""
     agent_gc = getattr(AGENTS.get(cfg.agent.name), "goal_conditioned", False)

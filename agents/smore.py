@@ -68,7 +68,7 @@ class SMORe(GoalAgent):
         """[B_mix ; B_gt] along each seed's batch: [S, 2B], the first half the mixture (goals
         from `mix_goals`), the second goal transitions."""
         sampler, S = self.goal_sampler(buffer), self.spec.seeds
-        mix = sampler.sample(S * batch_size, self.mix_goals, self.mix_goals)
+        mix = sampler.sample(S * batch_size, self.mix_goals, None)
         gt = sampler.sample_goal_transitions(S * batch_size)
         keys = ("observations", "actions", "next_observations", "value_goals")
         return torch.cat([mix.select(*keys).reshape(S, batch_size),

@@ -45,7 +45,7 @@ class GoalAgent(Agent):
 
     def draw(self, sampler: GoalSampler, n: int) -> TensorDict:
         """n transitions with goals (OGBench's GCDataset by default)."""
-        return sampler.sample(n, self.value_goals or self.actor_goals, self.actor_goals)
+        return sampler.sample(n, self.value_goals, self.actor_goals)
 
     def sample(self, buffer: Buffer, batch_size: int) -> TensorDict:
         batch = self.draw(self.goal_sampler(buffer), self.spec.seeds * batch_size)

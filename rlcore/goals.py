@@ -137,15 +137,19 @@ class GoalSampler:
         return self.buffer.storage["observations"][self.buffer._physical(index)]
 
     # -- batches ------------------------------------------------------------------------------
-    def sample(self, n: int, value: GoalMix, actor: GoalMix) -> TensorDict:
-        """GCDataset.sample: transitions with `value_goals`, `actor_goals`, `rewards`, `masks`."""
+    def sample(self, n: int, value: GoalMix | None, actor: GoalMix | None) -> TensorDict:
+        """GCDataset.sample: transitions with `value_goals`, `rewards` and `masks` (with a value
+        mix) and `actor_goals` (with an actor mix)."""
         t = self.random_indices(n)
         batch = self._with_value_goals(t, value)
-        batch["actor_goals"] = self.states(self.goal_indices(t, actor, augment=True))
+        if actor is not None:
+            batch["actor_goals"] = self.states(self.goal_indices(t, actor, augment=True))
         return batch
 
-    def _with_value_goals(self, t: torch.Tensor, value: GoalMix) -> TensorDict:
+    def _with_value_goals(self, t: torch.Tensor, value: GoalMix | None) -> TensorDict:
         batch = self.buffer._gather(t)
+        if value is None:
+            return batch
         value_goal = self.goal_indices(t, value)
         success = (value_goal == t).float()
         batch["value_goals"] = self.states(value_goal)

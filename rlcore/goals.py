@@ -91,7 +91,6 @@ class GoalSampler:
         self.buffer, self.discount = buffer, discount
         self.final = buffer.episode_end - 1                       # T of each t's trajectory
         self.augment_prob = float(augment_prob)
-        self._context_starts: dict[int, torch.Tensor] = {}
         self.clusters = None
         if augment not in (None, "none", "temporal"):
             raise ConfigError(f"data.augment={augment!r}; valid: none, temporal")
@@ -208,16 +207,9 @@ class GoalSampler:
         return batch
 
     def context_starts(self, context: int) -> torch.Tensor:
-        """Rows t whose trajectory has C transitions from t and one more state after them
-        (computed once per context length: a boolean mask waits for the host)."""
-        if context not in self._context_starts:
-            t = torch.arange(self.buffer.size, device=self.final.device)
-            starts = t[t + context <= self.final]
-            if len(starts) == 0:
-                raise DatasetError(f"no trajectory has {context + 1} transitions: a context "
-                                   f"of {context} needs them")
-            self._context_starts[context] = starts
-        return self._context_starts[context]
+        """Rows t whose trajectory has C transitions from t and one more state after them: the
+        buffer's segment starts for C + 1 (computed once per length)."""
+        return self.buffer.segment_starts(context + 1)
 
     def _stitched_contexts(self, t, rows, goal, context: int, tries: int):
         n = len(t)

@@ -163,7 +163,7 @@ def write_table(results: dict, args) -> str:
                 row.append(f"{scores.mean():.1f} ± {scores.std():.1f}" if cell else "")
             lines.append(f"| {dataset} | " + " | ".join(row) + " |")
             published = OGBENCH_PUBLISHED.get(dataset.removesuffix("-v0"))
-            if published and which == "last":
+            if published and which == "last" and any(a in published for a in agents):
                 lines.append("| *OGBench, 1M updates* | " + " | ".join(
                     f"*{published[a]}*" if a in published else "" for a in agents) + " |")
     return "\n".join(lines) + "\n"

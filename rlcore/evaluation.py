@@ -11,6 +11,14 @@ from rlcore.collect import make_vector_env
 from rlcore.scores import Reference
 
 
+def seed_list(seed: int | Sequence[int], seeds: int) -> list[int]:
+    """One base env seed per agent seed (an int: the same for all)."""
+    base = [seed] * seeds if isinstance(seed, int) else list(seed)
+    if len(base) != seeds:
+        raise ValueError(f"{len(base)} evaluation seeds for a {seeds}-seed evaluator")
+    return base
+
+
 class Evaluator:
     def __init__(self, gym_id: str, episodes: int, reference: Reference, device: torch.device,
                  gym_kwargs: dict | None = None, seeds: int = 1):
@@ -24,9 +32,7 @@ class Evaluator:
     def __call__(self, agent, seed: int | Sequence[int]) -> list[dict]:
         """One result per agent seed: its `episodes` episodes, sub-env i of seed k reset with
         env seed seed[k] + i (as a one-seed run from seed[k] would be)."""
-        base = [seed] * self.seeds if isinstance(seed, int) else list(seed)
-        if len(base) != self.seeds:
-            raise ValueError(f"{len(base)} evaluation seeds for a {self.seeds}-seed evaluator")
+        base = seed_list(seed, self.seeds)
         n = self.seeds * self.episodes
         obs, _ = self.env.reset(seed=[b + i for b in base for i in range(self.episodes)])
         returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
@@ -83,9 +89,7 @@ class GoalEvaluator:
         return int(np.prod(self.env.single_observation_space.shape))
 
     def __call__(self, agent, seed: int | Sequence[int]) -> list[dict]:
-        base = [seed] * self.seeds if isinstance(seed, int) else list(seed)
-        if len(base) != self.seeds:
-            raise ValueError(f"{len(base)} evaluation seeds for a {self.seeds}-seed evaluator")
+        base = seed_list(seed, self.seeds)
         per_task = [self._task(agent, task, base) for task in self.tasks]   # [tasks] of [n]
         blocks = [slice(k * self.episodes, (k + 1) * self.episodes) for k in range(self.seeds)]
         return [self._summary([(s[b], r[b], n[b]) for s, r, n in per_task]) for b in blocks]

@@ -86,10 +86,11 @@ class Buffer:
         self._segment_starts = {}
         self._episodes_dirty = False
 
-    def _randint(self, high, shape) -> torch.Tensor:
+    def randint(self, high, shape) -> torch.Tensor:
+        """Integers in [0, high) from the buffer's generator (samplers built on the buffer use it)."""
         return torch.randint(0, high, shape, device=self.device, generator=self.generator)
 
-    def _uniform(self, shape) -> torch.Tensor:
+    def uniform(self, shape) -> torch.Tensor:
         return torch.rand(shape, device=self.device, generator=self.generator)
 
     def _fields(self, rows: torch.Tensor) -> TensorDict:
@@ -101,7 +102,8 @@ class Buffer:
     def _rows(self, physical: torch.Tensor) -> TensorDict:
         return self._fields(self.rows[physical])
 
-    def _gather(self, logical: torch.Tensor) -> TensorDict:
+    def gather(self, logical: torch.Tensor) -> TensorDict:
+        """The transitions at logical positions (any shape; oldest transition first)."""
         return self._rows(self._physical(logical))
 
     # ---- samplers ----------------------------------------------------------------------
@@ -109,18 +111,18 @@ class Buffer:
         """Uniform transitions, from all of the buffer or from one of its `subsets`."""
         self._check_nonempty()
         if subset is None:
-            return self._rows(self._randint(self.size, (batch_size,)))
+            return self._rows(self.randint(self.size, (batch_size,)))
         if subset not in self.subsets:
             raise KeyError(f"this buffer has no {subset!r} subset; it has {sorted(self.subsets) or 'none'}")
         index = self.subsets[subset]
-        return self._rows(index[self._randint(len(index), (batch_size,))])
+        return self._rows(index[self.randint(len(index), (batch_size,))])
 
     def sample_nstep(self, batch_size: int, n: int, discount: float) -> TensorDict:
         """Transitions with `n_step_return` = sum_{k<m} discount^k r_{t+k}, where m <= n stops at
         the episode's end; `next_observations` is s_{t+m} and `bootstrap` = discount^m (1 - d)."""
         self._check_nonempty()
         self._index_episodes()
-        start = self._randint(self.size, (batch_size,))
+        start = self.randint(self.size, (batch_size,))
         end = self.episode_end[start][:, None]
         offsets = torch.arange(n, device=self.device)
         pos = start[:, None] + offsets                                  # [B, n]
@@ -129,7 +131,7 @@ class Buffer:
         powers = discount ** offsets.to(torch.float32)
         steps = valid.sum(1)                                            # m >= 1
         last = self._physical(start + steps - 1)
-        batch = self._gather(start)
+        batch = self.gather(start)
         batch["n_step_return"] = (rewards * powers).sum(1)
         batch["next_observations"] = self.storage["next_observations"][last]
         batch["terminals"] = self.storage["terminals"][last]
@@ -153,9 +155,9 @@ class Buffer:
         """[B, length] windows, each inside one episode (never across a terminal or timeout)."""
         self._check_nonempty()
         starts = self.segment_starts(length)
-        start = starts[self._randint(len(starts), (batch_size,))]
+        start = starts[self.randint(len(starts), (batch_size,))]
         pos = start[:, None] + torch.arange(length, device=self.device)
-        return self._gather(pos)
+        return self.gather(pos)
 
     def sample_segment_pairs(self, batch_size: int, length: int) -> TensorDict:
         """[B, 2, length]: two independent segments per row (for preference pairs)."""
@@ -173,18 +175,18 @@ class Buffer:
         """
         self._check_nonempty()
         self._index_episodes()
-        start = self._randint(self.size, (batch_size,))
+        start = self.randint(self.size, (batch_size,))
         last = self.episode_end[start] - 1
         if strategy == "uniform":
             span = (last - start + 1).to(torch.float32)
-            j = start + (self._uniform((batch_size,)) * span).long().clamp_max(last - start)
+            j = start + (self.uniform((batch_size,)) * span).long().clamp_max(last - start)
         elif strategy == "geometric":
             k = torch.empty(batch_size, device=self.device).geometric_(
                 1.0 - discount, generator=self.generator).long()
             j = torch.minimum(start + k - 1, last)
         else:
             raise ValueError(f"unknown goal strategy {strategy!r}; valid: uniform, geometric")
-        batch = self._gather(start)
+        batch = self.gather(start)
         batch["goals"] = self.storage[goal_key][self._physical(j)]
         batch["goal_steps"] = j - start + 1
         return batch

@@ -100,7 +100,7 @@ class GoalSampler:
 
     # -- indices ------------------------------------------------------------------------------
     def random_indices(self, n: int) -> torch.Tensor:
-        return self.buffer._randint(self.buffer.size, (n,))
+        return self.buffer.randint(self.buffer.size, (n,))
 
     def trajectory_goals(self, t: torch.Tensor, geometric: bool) -> torch.Tensor:
         """A later state of t's trajectory (t itself only when t is the trajectory's last)."""
@@ -109,7 +109,7 @@ class GoalSampler:
             k = torch.empty(len(t), device=t.device).geometric_(
                 1.0 - self.discount, generator=self.buffer.generator).long()
             return torch.minimum(t + k, final)
-        d = self.buffer._uniform((len(t),))
+        d = self.buffer.uniform((len(t),))
         return torch.round(torch.minimum(t + 1, final) * d + final * (1 - d)).long()
 
     def goal_indices(self, t: torch.Tensor, mix: GoalMix, augment: bool = False) -> torch.Tensor:
@@ -119,21 +119,21 @@ class GoalSampler:
         if augment and self.clusters is not None:
             goal = self.swap_trajectory(goal)
         if mix.current < 1.0:
-            use_trajectory = self.buffer._uniform((n,)) < mix.trajectory / (1.0 - mix.current)
+            use_trajectory = self.buffer.uniform((n,)) < mix.trajectory / (1.0 - mix.current)
             goal = torch.where(use_trajectory, goal, self.random_indices(n))
-        return torch.where(self.buffer._uniform((n,)) < mix.current, t, goal)
+        return torch.where(self.buffer.uniform((n,)) < mix.current, t, goal)
 
     def swap_trajectory(self, waypoint: torch.Tensor) -> torch.Tensor:
         """With probability augment_prob: a uniform state in [k, end of k's trajectory] for a
         random k in the waypoint's cluster (the stitching paper's augmentation)."""
         n = len(waypoint)
-        k = self.clusters.random_member(self.clusters.labels[waypoint], self.buffer._uniform((n,)))
+        k = self.clusters.random_member(self.clusters.labels[waypoint], self.buffer.uniform((n,)))
         span = (self.final[k] - k + 1).to(torch.float32)
-        stitched = k + torch.minimum((self.buffer._uniform((n,)) * span).long(), self.final[k] - k)
-        return torch.where(self.buffer._uniform((n,)) < self.augment_prob, stitched, waypoint)
+        stitched = k + torch.minimum((self.buffer.uniform((n,)) * span).long(), self.final[k] - k)
+        return torch.where(self.buffer.uniform((n,)) < self.augment_prob, stitched, waypoint)
 
     def states(self, index: torch.Tensor) -> torch.Tensor:
-        return self.buffer.storage["observations"][self.buffer._physical(index)]
+        return self.buffer.storage["observations"][self.buffer.physical(index)]
 
     # -- batches ------------------------------------------------------------------------------
     def sample(self, n: int, value: GoalMix | None, actor: GoalMix | None) -> TensorDict:
@@ -146,7 +146,7 @@ class GoalSampler:
         return batch
 
     def _with_value_goals(self, t: torch.Tensor, value: GoalMix | None) -> TensorDict:
-        batch = self.buffer._gather(t)
+        batch = self.buffer.gather(t)
         if value is None:
             return batch
         value_goal = self.goal_indices(t, value)
@@ -170,7 +170,7 @@ class GoalSampler:
         high_target = torch.minimum(t + subgoal_steps, high_goal)
         if self.clusters is not None:
             high_goal = self.swap_trajectory(high_goal)
-        pick_random = self.buffer._uniform((n,)) < actor.random
+        pick_random = self.buffer.uniform((n,)) < actor.random
         high_goal = torch.where(pick_random, self.random_indices(n), high_goal)
         high_target = torch.where(pick_random, torch.minimum(t + subgoal_steps, final), high_target)
         batch["high_actor_goals"] = self.states(high_goal)
@@ -192,17 +192,17 @@ class GoalSampler:
         and t is drawn among the windows that fit plainly for both. States after T (the trajectory's very last state, which has no action) are not goals:
         windows need one state after them."""
         starts = self.context_starts(context)
-        t = starts[self.buffer._randint(len(starts), (n,))]
+        t = starts[self.buffer.randint(len(starts), (n,))]
         final = self.final[t]
         span = (final - (t + context) + 1).to(torch.float32)
-        goal = t + context + torch.minimum((self.buffer._uniform((n,)) * span).long(),
+        goal = t + context + torch.minimum((self.buffer.uniform((n,)) * span).long(),
                                            final - t - context)
         offsets = torch.arange(context, device=t.device)
         rows = t[:, None] + offsets                                         # [n, C]
         if self.clusters is not None:
             rows, goal = self._stitched_contexts(t, rows, goal, context, tries)
         batch = TensorDict({"observations": self.states(rows),
-                            "actions": self.buffer.storage["actions"][self.buffer._physical(rows)],
+                            "actions": self.buffer.storage["actions"][self.buffer.physical(rows)],
                             "goals": self.states(goal)}, batch_size=[n])
         return batch
 
@@ -216,15 +216,15 @@ class GoalSampler:
         final = self.final[t][:, None]
         tt = t[:, None].expand(n, tries)
         span = (final - tt).to(torch.float32)                               # j in [t + 1, T]
-        j = tt + 1 + torch.minimum((self.buffer._uniform((n, tries)) * span).long(), final - tt - 1)
+        j = tt + 1 + torch.minimum((self.buffer.uniform((n, tries)) * span).long(), final - tt - 1)
         j = torch.minimum(j, final)
-        k = self.clusters.random_member(self.clusters.labels[j], self.buffer._uniform((n, tries)))
+        k = self.clusters.random_member(self.clusters.labels[j], self.buffer.uniform((n, tries)))
         k_final = self.final[k]
         gap = j - tt                                                        # rows from t's own
         first_goal = torch.where(gap < context, k + context - gap, k)
         fits = first_goal <= k_final
         pick = torch.argmax(fits.to(torch.int8), dim=1)                     # first that fits
-        use = fits.any(1) & (self.buffer._uniform((n,)) < self.augment_prob)
+        use = fits.any(1) & (self.buffer.uniform((n,)) < self.augment_prob)
         take = lambda x: x.gather(1, pick[:, None]).squeeze(1)              # noqa: E731
         gap, k, k_final, first_goal = take(gap), take(k), take(k_final), take(first_goal)
         offsets = torch.arange(context, device=t.device)
@@ -232,7 +232,7 @@ class GoalSampler:
                                k[:, None] + offsets - gap[:, None])
         stitched = torch.where((gap >= context)[:, None], t[:, None] + offsets, stitched)
         span = (k_final - first_goal + 1).to(torch.float32)
-        stitched_goal = first_goal + torch.minimum((self.buffer._uniform((n,)) * span).long(),
+        stitched_goal = first_goal + torch.minimum((self.buffer.uniform((n,)) * span).long(),
                                                    k_final - first_goal)
         return (torch.where(use[:, None], stitched, rows),
                 torch.where(use, stitched_goal, goal))
@@ -245,6 +245,6 @@ class GoalSampler:
         data whose goals are its own states: those are future states too.)"""
         t = self.random_indices(n)
         entering = torch.maximum(self.trajectory_goals(t, geometric=False) - 1, t)
-        batch = self.buffer._gather(entering)
+        batch = self.buffer.gather(entering)
         batch["value_goals"] = batch["next_observations"]
         return batch

@@ -60,6 +60,20 @@ class Agent(nn.Module):
         """Action for already-normalised observations."""
         raise NotImplementedError
 
+    # -- staged methods (CPL's BC pretraining, P-IQL's reward learning) ----------------------
+    phase = 0               # the stage the next update belongs to
+
+    def phase_starts(self) -> list[int]:
+        """Update counts at which a new stage begins. The trainer calls `begin_phase(step)` there
+        (and once at the start, or at a resume, before any state is loaded) and rebuilds its
+        compiled update: a stage is Python-side state that changes once, not every update."""
+        return []
+
+    def begin_phase(self, step: int) -> None:
+        """Enter the stage of the update after `step` updates; an agent whose new stage starts
+        something fresh (CPL's optimizer) resets it here."""
+        self.phase = sum(step >= s for s in self.phase_starts())
+
     # -- provided -----------------------------------------------------------------------
     def check_data(self, buffer: Buffer) -> None:
         """Raise a clear error when the buffer lacks what the method needs (e.g. expert data)."""
@@ -72,8 +86,14 @@ class Agent(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: torch.Tensor, deterministic: bool = True) -> torch.Tensor:
-        """Actions for raw observations ([S, n, obs] for multi-seed agents)."""
-        return self.policy_action(self.obs_normalizer(obs), deterministic)
+        """Actions for raw observations ([S, n, obs] for multi-seed agents), in eval mode
+        (dropout off), as the authors' code evaluates."""
+        training = self.training
+        self.train(False)
+        try:
+            return self.policy_action(self.obs_normalizer(obs), deterministic)
+        finally:
+            self.train(training)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {k: v for k, v in vars(self).items() if isinstance(v, torch.optim.Optimizer)}

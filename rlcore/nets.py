@@ -60,7 +60,8 @@ class MLP(nn.Module):
     def __init__(self, in_dim: int, hidden: Sequence[int], out_dim: int, layer_norm: bool = False,
                  activation: type[nn.Module] = nn.ReLU, seeds: int | None = None,
                  heads: int | None = None, ensemble: int | None = None, squeeze: bool = False,
-                 orthogonal_init: float | None = None, norm_after_activation: bool = False):
+                 orthogonal_init: float | None = None, norm_after_activation: bool = False,
+                 dropout: float = 0.0):
         super().__init__()
         heads = heads or ensemble
         self.lead = tuple(n for n in (seeds, heads) if n is not None)   # leading member dims
@@ -71,6 +72,8 @@ class MLP(nn.Module):
         for i, (a, b) in enumerate(zip(dims[:-1], dims[1:])):
             layers.append(nn.Linear(a, b) if members is None else EnsembleLinear(a, b, members))
             if i < len(dims) - 2:
+                if dropout > 0:            # after the linear layer, as CPL's MLP places it
+                    layers.append(nn.Dropout(dropout))
                 norm = ([nn.LayerNorm(b) if members is None else EnsembleLayerNorm(b, members)]
                         if layer_norm else [])
                 # Linear -> LayerNorm -> act, or Linear -> act -> LayerNorm (OGBench's order)
@@ -178,12 +181,14 @@ class GaussianPolicy(nn.Module):
 
 
 class DeterministicPolicy(nn.Module):
-    """a = max_action * tanh(mu(s)) (TD3, TD3+BC, BC as CORL writes them)."""
+    """a = max_action * tanh(mu(s)) (TD3, TD3+BC, BC as CORL writes them). `dropout` and
+    `orthogonal_init` as CPL's ContinuousMLPActor (dropout is off in `act`: Agent.act evaluates)."""
 
     def __init__(self, obs_dim: int, action_dim: int, hidden: Sequence[int], seeds: int | None = None,
-                 max_action: float = 1.0):
+                 max_action: float = 1.0, dropout: float = 0.0, orthogonal_init: float | None = None):
         super().__init__()
-        self.net = MLP(obs_dim, hidden, action_dim, seeds=seeds)
+        self.net = MLP(obs_dim, hidden, action_dim, seeds=seeds, dropout=dropout,
+                       orthogonal_init=orthogonal_init)
         self.max_action = max_action
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:

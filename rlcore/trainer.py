@@ -37,6 +37,7 @@ from rlcore.imitation import imitation_data
 from rlcore.fileio import atomic_write, atomic_write_text
 from rlcore.logger import RunLogger, progress_bar, read_metrics, truncate_metrics
 from rlcore.plot import plot_run
+from rlcore.preferences import Labelling, PreferenceSampler, dataset_preferences
 from rlcore.preprocess import transform_rewards
 from rlcore.registry import AGENTS
 from rlcore.scores import Reference, reference_for
@@ -96,7 +97,9 @@ def build_agent(cfg: DictConfig, spec: Spec, device: torch.device,
         flush_denormals()
     cls = AGENTS.get(cfg.agent.name)
     seeds = resolve_seeds(cfg) if seeds is None else seeds
-    return build_seeded(lambda s: cls(s, cfg.agent), spec, seeds, cls.multi_seed).to(device)
+    agent = build_seeded(lambda s: cls(s, cfg.agent), spec, seeds, cls.multi_seed).to(device)
+    agent.begin_phase(0)
+    return agent
 
 
 def gym_kwargs(cfg: DictConfig) -> dict:
@@ -139,6 +142,8 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
         buffer.goals = GoalSampler(buffer, float(cfg.agent.get("discount", 0.99)), augment,
                                    cfg.data.augment_prob,
                                    cfg.data.get("clusters") or cfg.env.get("clusters") or 40, cfg.seed)
+    if learns_from_preferences(cfg):
+        buffer.preferences = preference_sampler(cfg, dataset, buffer, progress)
     agent.check_data(buffer)
     return Setup(cfg, device, agent, buffer, dataset, reference_for(cfg.env.score, dataset.metadata))
 
@@ -161,6 +166,28 @@ def check_goals(cfg: DictConfig) -> bool:
     return agent_gc
 
 
+def learns_from_preferences(cfg: DictConfig) -> bool:
+    """Whether the agent learns from segment pairs; a clear error when the env has no labels."""
+    if not getattr(AGENTS.get(cfg.agent.name), "learns_from_preferences", False):
+        return False
+    if not cfg.env.get("labels"):
+        raise ConfigError(f"agent={cfg.agent.name} learns from preference labels, but env="
+                          f"{cfg.env.name} (dataset {cfg.env.dataset}) has none; use a Meta-World "
+                          "env (env=metaworld-drawer-open), or set env.labels=dense|sparse to label "
+                          "this dataset's segments by its rewards (rlcore.preferences)")
+    Labelling.from_config(cfg.env, cfg.data.seed)      # bad settings fail before any folder
+    return True
+
+
+def preference_sampler(cfg: DictConfig, dataset: OfflineDataset, buffer: Buffer,
+                       progress: bool) -> PreferenceSampler:
+    """The env's labelling of this dataset (made once, stored beside it) on the buffer."""
+    how = Labelling.from_config(cfg.env, cfg.data.seed)
+    where = locate(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed, cfg.data.dir)[1]
+    prefs = dataset_preferences(dataset, where, how, progress)
+    return PreferenceSampler(buffer, prefs, how.label_noise if how.labels == "dense" else 0.0)
+
+
 @dataclass
 class RunResult:
     run_dir: Path
@@ -171,6 +198,7 @@ class RunResult:
     last_score: float
     best_score: float
     reference: str
+    last_return: float = float("nan")    # the mean return at the last evaluation
 
 
 def dataset_label(cfg: DictConfig) -> str:
@@ -215,6 +243,7 @@ def capture_state(step: int, evals: list, setup: Setup) -> dict:
 
 
 def restore_state(state: dict, setup: Setup) -> tuple[int, list]:
+    setup.agent.begin_phase(state["step"])       # a stage's fresh optimizer, then its saved state
     setup.agent.load_state_dict(state["agent"])
     if state.get("buffer") is not None:
         setup.buffer.add(state["buffer"])
@@ -239,6 +268,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
     device = resolve_device(cfg.device)
     if not cfg.agent.get("online"):             # an unknown dataset fails before any folder exists
         check_goals(cfg)
+        learns_from_preferences(cfg)
         for name in (cfg.env.dataset, cfg.env.get("suboptimal")):
             if name:
                 locate(str(name), cfg.data.transitions, cfg.data.seed, cfg.data.dir)
@@ -256,6 +286,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
     set_matmul_precision(t.get("matmul_precision", "highest"))
 
     start, evals = 0, [[] for _ in seeds]       # evals[k]: seed k's evaluations
+    phase_starts = set(agent.phase_starts())
     dirs = seed_dirs(run_dir, seeds)
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None:                  # before any capture: it replaces optimizer state
@@ -275,7 +306,8 @@ def train(cfg: DictConfig) -> list[RunResult]:
     else:
         per_call = resolve_updates_per_call(
             t.get("updates_per_call"), mode, agent.update_cycle,
-            [t.steps - start, start, t.log_every, t.eval_every, t.checkpoint_every])
+            [t.steps - start, start, t.log_every, t.eval_every, t.checkpoint_every,
+             *(s for s in phase_starts if s > 0)])
         run_updates = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call, adam)
 
         def step_fn(step: int) -> dict:
@@ -298,6 +330,9 @@ def train(cfg: DictConfig) -> list[RunResult]:
     try:
         for step in range(start + per_call, t.steps + 1, per_call):
             metrics = step_fn(step)  # None while an online agent only collects
+            if step in phase_starts and not setup.online:   # a new stage: a new compiled update
+                agent.begin_phase(step)
+                run_updates = update_step(agent, buffer, cfg.agent.batch_size, mode, per_call, adam)
             if metrics is not None:  # per_call updates, each metric averaged over them
                 for key, value in metrics.items():
                     sums[key] = sums[key] + value if key in sums else value.clone()
@@ -342,7 +377,8 @@ def train(cfg: DictConfig) -> list[RunResult]:
         scores = [e["score_mean"] for e in history]
         result = RunResult(d, cfg.agent.name, dataset_label(cfg), int(seed), int(t.steps),
                            scores[-1] if scores else float("nan"),
-                           max(scores) if scores else float("nan"), setup.reference.source)
+                           max(scores) if scores else float("nan"), setup.reference.source,
+                           history[-1]["return_mean"] if history else float("nan"))
         write_summary(d / "summary.json", result)
         results.append(result)
     if len(seeds) > 1:

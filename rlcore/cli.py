@@ -24,28 +24,34 @@ EPILOG = """examples:
 
 
 def results_table(results) -> str:
+    """agent | dataset | seed | steps | last | best (| last return, for success-scored runs),
+    plus mean +- std over seeds per group."""
     from rlcore.scores import SUCCESS
-    """agent | dataset | seed | steps | last | best, plus mean +- std over seeds per group."""
+    returns = any(r.reference == SUCCESS.source for r in results)
     header = f"{'agent':<10} {'dataset':<24} {'seed':>6} {'steps':>9} {'last score':>11} {'best score':>11}"
+    header += f" {'last return':>12}" if returns else ""
     lines = [header, "-" * len(header)]
     for r in results:
         lines.append(f"{r.agent:<10} {r.dataset:<24} {r.seed:>6} {r.steps:>9} "
-                     f"{r.last_score:>11.1f} {r.best_score:>11.1f}")
+                     f"{r.last_score:>11.1f} {r.best_score:>11.1f}"
+                     + (f" {r.last_return:>12.1f}" if returns else ""))
     groups: dict[tuple, list] = {}
     for r in results:
         groups.setdefault((r.agent, r.dataset), []).append(r)
     for (agent, dataset), rs in groups.items():
         if len(rs) > 1:
             last, best = np.array([r.last_score for r in rs]), np.array([r.best_score for r in rs])
+            ret = np.array([r.last_return for r in rs])
             lines.append(f"{agent:<10} {dataset:<24} {'n=' + str(len(rs)):>6} {'':>9} "
-                         f"{last.mean():>5.1f}±{last.std():<5.1f} {best.mean():>5.1f}±{best.std():<5.1f}")
+                         f"{last.mean():>5.1f}±{last.std():<5.1f} {best.mean():>5.1f}±{best.std():<5.1f}"
+                         + (f" {ret.mean():>6.1f}±{ret.std():<5.1f}" if returns else ""))
     refs = sorted({r.reference for r in results})
     d4rl = [ref for ref in refs if ref != SUCCESS.source]
     if d4rl:
         lines.append(f"D4RL normalized score = 100 (R - ref_min) / (ref_max - ref_min); "
                      f"reference: {', '.join(d4rl)}")
     if len(d4rl) < len(refs):
-        lines.append(f"goal-conditioned score = {SUCCESS.source}")
+        lines.append(f"score = {SUCCESS.source}")
     return "\n".join(lines)
 
 

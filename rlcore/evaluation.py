@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from rlcore.collect import make_vector_env
-from rlcore.scores import Reference
+from rlcore.scores import SUCCESS, Reference
 
 
 def seed_list(seed: int | Sequence[int], seeds: int) -> list[int]:
@@ -36,24 +36,38 @@ class Evaluator:
         n = self.seeds * self.episodes
         obs, _ = self.env.reset(seed=[b + i for b in base for i in range(self.episodes)])
         returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
-        running = np.ones(n, dtype=bool)
+        running, success = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
+        reports_success = False
         low, high = self.env.single_action_space.low, self.env.single_action_space.high
         shape = (self.seeds, self.episodes, -1) if agent.multi_seed else (n, -1)
         while running.any():
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(shape)
             action = agent.act(obs_t, deterministic=True).reshape(n, -1).cpu().numpy()
-            obs, reward, terminated, truncated, _ = self.env.step(np.clip(action, low, high))
+            obs, reward, terminated, truncated, info = self.env.step(np.clip(action, low, high))
+            if "success" in info:          # Meta-World: success at any step counts
+                reports_success = True
+                success |= (np.asarray(info["success"]) > 0) & info.get("_success", True) & running
             returns += reward * running
             lengths += running
             running &= ~(terminated | truncated)
         blocks = [slice(k * self.episodes, (k + 1) * self.episodes) for k in range(self.seeds)]
-        return [self._summary(returns[b], lengths[b]) for b in blocks]
+        return [self._summary(returns[b], lengths[b], success[b] if reports_success else None)
+                for b in blocks]
 
-    def _summary(self, returns: np.ndarray, lengths: np.ndarray) -> dict:
-        scores = self.reference.normalize(returns)
-        return {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
-                "score_mean": float(scores.mean()), "score_std": float(scores.std()),
-                "length_mean": float(lengths.mean()), "episodes": self.episodes}
+    def _summary(self, returns: np.ndarray, lengths: np.ndarray,
+                 success: np.ndarray | None = None) -> dict:
+        """Returns and D4RL scores; with an env that reports success, its rate too, and the
+        rate in percent is the score where the env's score family is `success`."""
+        if success is not None and self.reference == SUCCESS:
+            scores = 100.0 * success
+        else:
+            scores = self.reference.normalize(returns)
+        result = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+                  "score_mean": float(scores.mean()), "score_std": float(scores.std()),
+                  "length_mean": float(lengths.mean()), "episodes": self.episodes}
+        if success is not None:
+            result["success_rate"] = float(success.mean())
+        return result
 
     def close(self) -> None:
         self.env.close()

@@ -1,5 +1,6 @@
-"""The learning-curve figure of a run: the score per evaluation (D4RL normalized, or the
-success rate overall and per task for goal-conditioned runs), and the training losses."""
+"""The learning-curve figure of a run: the score per evaluation (D4RL normalized; the success
+rate overall and per task for goal-conditioned runs; the success rate and the mean return for
+Meta-World), and the training losses."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,15 +22,20 @@ def plot_run(rows: list[dict], path: Path, title: str) -> Path:
     axes = axes[0]
     ax = axes[0]
     goals = bool(evals) and "success_rate" in evals[0]
+    tasks = sorted(k for k in (evals[0] if evals else {}) if k.startswith("success_task"))
     if evals:
         steps = [r["step"] for r in evals]
         mean = [r["score_mean"] for r in evals]
-        ax.plot(steps, mean, marker="o", ms=3, label="all tasks" if goals else None)
-        if goals:                        # one thin line per evaluation task
-            for key in sorted(k for k in evals[0] if k.startswith("success_task")):
+        ax.plot(steps, mean, marker="o", ms=3, label="all tasks" if tasks else None)
+        if tasks:                        # one thin line per evaluation task
+            for key in tasks:
                 ax.plot(steps, [100 * r[key] for r in evals], lw=0.8, alpha=0.6,
                         label=key.removeprefix("success_"))
             ax.legend(fontsize=7)
+        elif goals:                      # one task with a shaped reward: its return beside
+            twin = ax.twinx()
+            twin.plot(steps, [r["return_mean"] for r in evals], color="tab:gray", ls="--", lw=1)
+            twin.set_ylabel("mean return (dashed)")
         else:
             std = [r["score_std"] for r in evals]
             ax.fill_between(steps, [m - s for m, s in zip(mean, std)],

@@ -58,7 +58,8 @@ def d4rl_reference(name: str) -> Reference:
     raise KeyError(f"no D4RL reference returns for {name!r}; known: {', '.join(valid)}")
 
 
-SUCCESS = Reference(0.0, 1.0, "success rate (%) over the env's evaluation tasks")
+SUCCESS = Reference(0.0, 1.0, "success rate (%) of the evaluation episodes (success at any step; "
+                              "goal-conditioned envs: over their evaluation tasks)")
 
 
 def reference_for(score_family: str, metadata: dict | None = None) -> Reference:

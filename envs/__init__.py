@@ -1,2 +1,2 @@
 """Environment and dataset makers; importing this package registers them all."""
-from rlcore.envs import mujoco, ogbench  # noqa: F401
+from rlcore.envs import metaworld, mujoco, ogbench  # noqa: F401

@@ -154,6 +154,13 @@ RULES = {
     "env.gym_kwargs": mapping(),
     "env.goal_tasks": optional(count(1)),
     "env.clusters": optional(count(1)),
+    "env.labels": optional(choice("dense", "sparse")),
+    "env.labeller": choice("regret", "return"),
+    "env.segments": count(1),
+    "env.pairs": count(1),
+    "env.segment_length": count(2),
+    "env.label_noise": number(0, 1, high_open=True),
+    "env.oracle_steps": count(1),
     # agent keys several agents share
     "agent.name": text(),
     "agent.batch_size": count(1),

@@ -1,3 +1,3 @@
 """Agents, one module per method family; importing this package registers them all."""
-from rlcore.agents import (a2pr, bc, fdvl, gcbc, gcdt, gciql, gcivl, hiql, iql, odice, recoil,  # noqa: F401
-                           sac, smore, td3bc)
+from rlcore.agents import (a2pr, bc, cpl, fdvl, gcbc, gcdt, gciql, gcivl, hiql, iql, odice,  # noqa: F401
+                           piql, recoil, sac, sft, smore, td3bc)

@@ -120,10 +120,19 @@ def segment_sums(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndar
     return cumulative[starts + length] - cumulative[starts]
 
 
+def regret_scores(dataset: OfflineDataset, starts: np.ndarray, length: int,
+                  values: np.ndarray) -> np.ndarray:
+    """sum_{t<L-1} r_t + V(s_{L-1}) - V(s_0) per segment (add_pref_labels.py's `sum_adv`);
+    `values` holds V of every observation of the dataset."""
+    return (segment_sums(dataset.rewards.astype(np.float64), starts, length - 1)
+            + values[starts + length - 1] - values[starts])
+
+
 def fit_value(dataset: OfflineDataset, steps: int, seed: int, discount: float = 0.99,
-              expectile: float = 0.9, batch_size: int = 1024, progress: bool = True):
+              expectile: float = 0.9, batch_size: int = 1024,
+              progress: bool = True) -> tuple[np.ndarray, float]:
     """V(s) fitted on the data's rewards by expectile TD (256x256 ReLU MLP, Adam 3e-4, a Polyak
-    target at 0.005): returns V as a function of an observation array, and the last loss."""
+    target at 0.005): V of every observation of the dataset, and the last loss."""
     from rlcore.nets import MLP, polyak_update
     from rlcore.objectives import expectile_loss
     generator = torch.Generator().manual_seed(seed)
@@ -147,15 +156,35 @@ def fit_value(dataset: OfflineDataset, steps: int, seed: int, discount: float = 
         polyak_update(target, value, 0.005)
         bar.update(1)
     bar.close()
-
-    @torch.no_grad()
-    def v(observations: np.ndarray) -> np.ndarray:
-        return torch.cat([value(torch.as_tensor(c)) for c in np.array_split(observations, 64)]).numpy()
-    return v, loss.item()
+    with torch.no_grad():
+        values = torch.cat([value(chunk) for chunk in obs.split(65536)]).numpy()
+    return values.astype(np.float64), loss.item()
 
 
-def make_preferences(dataset: OfflineDataset, how: Labelling, progress: bool = True) -> Preferences:
-    """Cut, score and (sparse) pair the segments; the module docstring says how."""
+def oracle_values(dataset: OfflineDataset, where: Path | None, steps: int, seed: int,
+                  progress: bool = True) -> tuple[np.ndarray, float]:
+    """fit_value, stored beside the dataset (every labelling of it shares one fit)."""
+    path = None if where is None else preferences_folder(where) / f"oracle-v-o{steps}-s{seed}.npz"
+    if path is not None and path.exists():
+        with np.load(path) as f:
+            if len(f["values"]) == len(dataset):
+                return f["values"], float(f["loss"])
+    with torch.random.fork_rng(devices=[]):      # made or read, a run's random stream is the same
+        values, loss = fit_value(dataset, steps, seed, progress=progress)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, values=values, loss=np.asarray(loss))
+        atomic_write(path, write)
+    return values, loss
+
+
+def make_preferences(dataset: OfflineDataset, how: Labelling, progress: bool = True,
+                     where: Path | None = None) -> Preferences:
+    """Cut, score and (sparse) pair the segments; the module docstring says how. `where` (the
+    dataset's location) keeps the regret labeller's fitted V for the next labelling."""
     if not np.any(dataset.rewards):
         raise ConfigError(f"dataset {dataset.name} has no rewards to label segments by")
     rng = np.random.default_rng(how.seed)
@@ -171,10 +200,8 @@ def make_preferences(dataset: OfflineDataset, how: Labelling, progress: bool = T
     if how.labeller == "return":
         scores = returns
     else:
-        v, loss = fit_value(dataset, how.oracle_steps, how.seed, progress=progress)
-        last = starts + how.segment_length - 1
-        scores = (segment_sums(rewards, starts, how.segment_length - 1)
-                  + v(dataset.observations[last]) - v(dataset.observations[starts]))
+        values, loss = oracle_values(dataset, where, how.oracle_steps, how.seed, progress)
+        scores = regret_scores(dataset, starts, how.segment_length, values)
         meta.update(oracle={"fit": "expectile TD, expectile 0.9, discount 0.99, 256x256",
                             "steps": how.oracle_steps, "last_loss": loss})
     prefs = Preferences(starts.astype(np.int64), scores.astype(np.float64), how.segment_length)
@@ -210,10 +237,13 @@ def load_preferences(path: Path) -> Preferences:
                        get.get("second"), get.get("labels"), json.loads(str(get["metadata"])))
 
 
+def preferences_folder(where: Path) -> Path:
+    """Beside the dataset: <minari folder>/preferences/, or <file>.preferences/."""
+    return where / "preferences" if where.is_dir() else where.with_name(where.name + ".preferences")
+
+
 def preferences_path(where: Path, how: Labelling) -> Path:
-    """Beside the dataset: <minari folder>/preferences/<key>.npz, or <file>.preferences/."""
-    folder = where / "preferences" if where.is_dir() else where.with_name(where.name + ".preferences")
-    return folder / f"{how.key}.npz"
+    return preferences_folder(where) / f"{how.key}.npz"
 
 
 def dataset_preferences(dataset: OfflineDataset, where: Path, how: Labelling,
@@ -228,7 +258,7 @@ def dataset_preferences(dataset: OfflineDataset, where: Path, how: Labelling,
             prefs = load_preferences(path)
             if prefs.metadata.get("rewards_sha256") == fingerprint:
                 return prefs
-        prefs = make_preferences(dataset, how, progress)
+        prefs = make_preferences(dataset, how, progress, where)
         prefs.metadata["rewards_sha256"] = fingerprint
         save_preferences(prefs, path)
     return prefs

@@ -102,6 +102,7 @@ class MetaWorldPreferenceRecipe:
     noise: float = 0.3
     episode_steps: int = HORIZON
     gym_id: str = GYM_ID
+    preference_labels: tuple = ("dense", "sparse")   # `rlcore data make` labels both (regret)
 
     @property
     def gym_kwargs(self) -> dict:

@@ -169,6 +169,13 @@ def cmd_data(args) -> int:
     if args.action == "make":
         where = ds.locate(args.name, args.transitions, args.seed)[1]
         print(f"{args.name}: {len(dataset)} transitions at {where}")
+        recipe = ds.DATASETS.get(args.name) if args.name in ds.DATASETS else None
+        for labels in getattr(recipe, "preference_labels", ()):   # and its default labellings
+            from rlcore.preferences import Labelling, dataset_preferences, preferences_path
+            how = Labelling(labels=labels, seed=args.seed)
+            prefs = dataset_preferences(dataset, where, how)
+            print(f"  {labels} {prefs.metadata['labeller']} labels ({prefs.metadata['segments']} "
+                  f"segments): {preferences_path(where, how)}")
         return 0
     info = dataset.summary()
     try:

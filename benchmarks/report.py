@@ -16,6 +16,13 @@ ending in `+aug` trains with the stitching paper's augmentation (`data.augment=t
         --datasets pointmaze-medium-navigate pointmaze-medium-stitch cube-single-play \
         --agents gcbc gcbc+aug gcivl gciql hiql smore
 
+Preference data take `NAME:dense` or `NAME:sparse` (env.labels) and report the success rate
+with each cell's wall-clock beside it (CPL's claim is about compute):
+
+    python benchmarks/report.py --steps 2000 --seeds 3 --episodes 25 --out docs/preferences-2k \
+        --datasets metaworld-drawer-open-pref:dense metaworld-drawer-open-pref:sparse \
+        --agents cpl sft bc_all piql
+
 Several processes may fill one --out at once (say, one per dataset): each cell is merged into
 the JSON under a lock when it finishes.
 
@@ -31,6 +38,7 @@ import functools
 import hashlib
 import json
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -75,12 +83,15 @@ def data_score(results: dict, dataset: str) -> float | None:
 def jobs(args) -> list[tuple[str, str, list[str]]]:
     """(agent, dataset label, overrides) for every cell of the table."""
     out = []
-    for dataset in args.datasets:
+    for entry in args.datasets:
+        dataset, _, labels = entry.partition(":")         # preference data: NAME:dense|sparse
         env = env_of(dataset)
+        row = f"{dataset}-{labels}" if labels else dataset
         for label in args.agents:
             agent = label.removesuffix(AUGMENTED)
             extra = ["data.augment=temporal"] if label.endswith(AUGMENTED) else []
-            out.append((label, dataset, [f"agent={agent}", f"env={env}", f"env.dataset={dataset}", *extra]))
+            extra += [f"env.labels={labels}"] if labels else []
+            out.append((label, row, [f"agent={agent}", f"env={env}", f"env.dataset={dataset}", *extra]))
     for spec in args.imitation or []:
         parts = spec.split(":")
         if len(parts) not in (2, 3) or not parts[1].isdigit():
@@ -105,19 +116,38 @@ def run_cell(agent: str, dataset: str, overrides: list[str], args) -> list[dict]
     from rlcore.config import load_config
     from rlcore.trainer import train
     name = f"seeds{args.seeds}-steps{args.steps}"
-    if args.override:
-        name += "-" + hashlib.sha256("\n".join(args.override).encode()).hexdigest()[:8]
+    extra = overrides_for(agent, args.override)
+    if extra:
+        name += "-" + hashlib.sha256("\n".join(extra).encode()).hexdigest()[:8]
     run_dir = Path(args.runs) / agent / dataset / name
     cfg = load_config([*overrides, f"seeds={args.seeds}", f"trainer.steps={args.steps}",
                        f"trainer.eval_every={max(args.steps // 4, 1)}",
                        "trainer.checkpoint_every=${trainer.eval_every}",
-                       f"run_dir={run_dir}", *args.override])
-    goal_conditioned = cfg.env.get("goal_tasks")
-    data = None if cfg.env.get("expert_episodes") or goal_conditioned else dataset_score(
+                       f"trainer.eval_episodes={args.episodes}",
+                       f"run_dir={run_dir}", *extra])
+    success = str(cfg.env.score) == "success"
+    data = None if cfg.env.get("expert_episodes") or success else dataset_score(
         str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed, str(cfg.env.score))
+    start = time.perf_counter()
+    results = train(cfg)
+    wall = time.perf_counter() - start          # the cell's seeds train at once, in one process
     return [{"seed": r.seed, "steps": args.steps, "last": r.last_score, "best": r.best_score,
+             "last_return": r.last_return, "wall_s": wall, "metric": str(cfg.env.score),
              "run_dir": Path(r.run_dir).resolve().relative_to(Path(args.runs).resolve()).as_posix(),
-             "data_score": data} for r in train(cfg)]
+             "data_score": data} for r in results]
+
+
+def overrides_for(agent: str, overrides: list[str]) -> list[str]:
+    """`--override` entries for this agent: KEY=VALUE for every agent, AGENT:KEY=VALUE for one."""
+    out = []
+    for item in overrides:
+        head, sep, rest = item.partition(":")
+        if sep and "=" not in head:
+            if head == agent:
+                out.append(rest)
+        else:
+            out.append(item)
+    return out
 
 
 @functools.cache
@@ -145,22 +175,31 @@ def write_table(results: dict, args) -> str:
     datasets = datasets_of(results)
     agents = list(dict.fromkeys(k.split("@", 1)[0] for k in results))
     goals = any(d in OGBENCH_PUBLISHED or d.removesuffix("-v0") in OGBENCH_PUBLISHED for d in datasets)
-    what = ("success rate (%, OGBench's 5 evaluation tasks x 10 episodes per seed)" if goals else
-            "D4RL normalized score (10 episodes per seed)")
+    success = all(c[0].get("metric") == "success" for c in results.values())   # Meta-World
+    if goals:
+        what, note = ("success rate (%, OGBench's 5 evaluation tasks x 10 episodes per seed)",
+                      "*OGBench* rows: the published figures (1M updates, 8 seeds).")
+    elif success:
+        what, note = (f"success rate (%, {args.episodes} episodes per seed, success at any step)",
+                      "in brackets the cell's wall-clock (its seeds at once in one process, "
+                      "evaluations included).")
+    else:
+        what, note = ("D4RL normalized score (10 episodes per seed)",
+                      "*data* is the behaviour data's mean score.")
     lines = [f"{what}, mean ± std over {args.seeds} seeds trained at once (`seeds={args.seeds}`), "
-             f"{args.steps:,} updates; " + ("*OGBench* rows: the published figures (1M updates, 8 "
-                                           "seeds)." if goals else "*data* is the behaviour data's mean score.")]
-    data_column = [] if goals else ["*data*"]          # goal data has no score of its own
+             f"{args.steps:,} updates; {note}"]
+    data_column = [] if goals or success else ["*data*"]     # goal data has no score of its own
     for which, title in (("last", "Last evaluation"), ("best", "Best evaluation")):
         lines += ["", f"{title}:", "", "| " + " | ".join(["dataset", *data_column, *agents]) + " |",
                   "|---|" + "---|" * (len(agents) + len(data_column))]
         for dataset in datasets:
             data = data_score(results, dataset)
-            row = [] if goals else ["" if data is None else f"*{data:.1f}*"]
+            row = [] if goals or success else ["" if data is None else f"*{data:.1f}*"]
             for agent in agents:
                 cell = results.get(cell_key(agent, dataset))
                 scores = np.array([c[which] for c in cell or []])
-                row.append(f"{scores.mean():.1f} ± {scores.std():.1f}" if cell else "")
+                wall = f" ({cell[0]['wall_s'] / 60:.0f} min)" if cell and success else ""
+                row.append(f"{scores.mean():.1f} ± {scores.std():.1f}{wall}" if cell else "")
             lines.append(f"| {dataset} | " + " | ".join(row) + " |")
             published = OGBENCH_PUBLISHED.get(dataset.removesuffix("-v0"))
             if published and which == "last" and any(a in published for a in agents):
@@ -191,7 +230,9 @@ def write_plot(results: dict, path: Path) -> None:
             ax.axhline(data, color="grey", linestyle="--", linewidth=1, label="data")
             ax.legend(fontsize=7, loc="upper right")
         ax.set_title(dataset, fontsize=9)
-        ax.set_ylabel("success rate (%)" if dataset.removesuffix("-v0") in OGBENCH_PUBLISHED
+        success = all(c[0].get("metric") == "success" for k, c in results.items()
+                      if k.endswith("@" + dataset))
+        ax.set_ylabel("success rate (%)" if success or dataset.removesuffix("-v0") in OGBENCH_PUBLISHED
                       else "D4RL normalized score")
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()
@@ -206,9 +247,10 @@ def main(argv=None) -> int:
     p.add_argument("--imitation", nargs="*", default=None, help="EXPERT:K:SUBOPTIMAL (ReCOIL) or EXPERT:K (O-DICE-IL)")
     p.add_argument("--steps", type=int, default=5000)
     p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--episodes", type=int, default=10, help="evaluation episodes per seed")
     p.add_argument("--runs", default="runs/report")
     p.add_argument("--out", default=str(ROOT / "docs" / "agents"), help="writes OUT.md/.json/.png")
-    p.add_argument("--override", nargs="*", default=[], help="extra key=value for every run")
+    p.add_argument("--override", nargs="*", default=[], help="extra key=value for every run, or agent:key=value for one agent's runs")
     p.add_argument("--table-only", action="store_true", help="rewrite the table and plot from the "
                    "JSON without training the missing cells")
     args = p.parse_args(argv)

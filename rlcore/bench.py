@@ -36,8 +36,9 @@ from rlcore.compile import resolve_mode, set_matmul_precision, update_step
 from rlcore.config import load_config, resolve_device
 from rlcore.data import from_arrays
 from rlcore.fileio import atomic_write_text
-from rlcore.registry import AGENTS
-from rlcore.trainer import build_agent, prepare
+from rlcore.preferences import Labelling, PreferenceSampler, make_preferences, preference_label
+from rlcore.registry import AGENTS, DATASETS
+from rlcore.trainer import build_agent, gym_kwargs, prepare
 
 
 LABELS = {"compile": "compiled (torch.compile)", "cudagraphs": "CUDA graph, {k} compiled updates"}
@@ -95,6 +96,23 @@ def numpy_batches(agent, arrays, batch_size):
     return draw
 
 
+def numpy_pair_batches(agent, arrays, prefs, batch_size):
+    """A plain loop's segment pairs (CPL's FeedbackBuffer, rank mode): both segments drawn with
+    numpy, their steps copied from host arrays, the label from the two scores."""
+    from tensordict import TensorDict
+    rng = np.random.default_rng(0)
+    offsets = np.arange(prefs.length)
+
+    def draw():
+        pair = rng.integers(0, len(prefs.starts), (batch_size, 2))
+        steps = prefs.starts[pair][..., None] + offsets                  # [B, 2, L]
+        batch = {k: torch.tensor(arrays[k][steps]) for k in KEYS}
+        batch["labels"] = torch.tensor(preference_label(prefs.scores[pair[:, 0]],
+                                                        prefs.scores[pair[:, 1]]), dtype=torch.float32)
+        return TensorDict(batch, batch_size=[batch_size]).unsqueeze(0)  # the contract's [1, B]
+    return draw
+
+
 def time_reference(agent, draw, updates, warmup, device) -> float:
     """A plain loop: a batch made on the host and copied over, one update, every metric read
     back with .item()."""
@@ -137,7 +155,8 @@ def bench_agent(cfg) -> dict:
     if cfg.env.get("goal_tasks"):                    # OGBench's envs register on import
         from rlcore.envs.ogbench import import_ogbench
         import_ogbench()
-    env = gym.make(cfg.env.gym_id)
+    DATASETS.names()                                 # rlcore's own envs register on import
+    env = gym.make(cfg.env.gym_id, **gym_kwargs(cfg))
     obs_dim, action_dim = env.observation_space.shape[0], env.action_space.shape[0]
     env.close()
     arrays = synthetic_arrays(b.transitions, obs_dim, action_dim)
@@ -145,6 +164,11 @@ def bench_agent(cfg) -> dict:
     spec = Spec(obs_dim, action_dim, obs_dim if goal_conditioned else 0)   # goals are states
     expert = np.arange(b.transitions * 9 // 10, b.transitions)       # for imitation agents
     buffer = Buffer.from_dataset(from_arrays("synthetic", arrays), device, subsets={"expert": expert})
+    prefs = None
+    if getattr(AGENTS.get(cfg.agent.name), "learns_from_preferences", False):   # scored by return
+        prefs = make_preferences(from_arrays("synthetic", arrays), Labelling(
+            labeller="return", segment_length=int(cfg.env.get("segment_length") or 64)), progress=False)
+        buffer.preferences = PreferenceSampler(buffer, prefs)
     loops = [("reference (goals relabelled on the host, .item())" if goal_conditioned else
               "reference (numpy sampling, .item() per step)", None, 1)]
     modes = bench_modes(b.modes, device)
@@ -158,6 +182,9 @@ def bench_agent(cfg) -> dict:
         if mode is None and goal_conditioned:       # goals relabelled on the host, as OGBench
             host = Buffer.from_dataset(from_arrays("synthetic", arrays))
             ups, warm = time_reference(agent, lambda: agent.sample(host, cfg.agent.batch_size),
+                                       b.updates, b.warmup, device), None
+        elif mode is None and prefs is not None:    # pairs indexed on the host, as FeedbackBuffer
+            ups, warm = time_reference(agent, numpy_pair_batches(agent, arrays, prefs, cfg.agent.batch_size),
                                        b.updates, b.warmup, device), None
         elif mode is None:
             rows_per_update = agent.sample(buffer, cfg.agent.batch_size).shape[-1]  # recoil: 2B

@@ -63,6 +63,11 @@ SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
          **{name: ["agent.hidden=[64,64]"]
             for name in ("td3bc", "recoil", "iql", "fdvl", "bc", "sac", "smore", "rvs")},
          "gcbc": ["agent.actor_hidden=[64,64]"],
+         # CPL's stage after 3 updates; dropout off (inductor's dropout draws from its own generator)
+         "cpl": ["agent.hidden=[64,64]", "agent.dropout=0.0", "agent.bc_steps=3", "agent.batch_size=8"],
+         "sft": ["agent.hidden=[64,64]", "agent.dropout=0.0", "agent.batch_size=8"],
+         "bc_all": ["agent.hidden=[64,64]", "agent.dropout=0.0", "agent.batch_size=8"],
+         "piql": ["agent.hidden=[64,64]", "agent.batch_size=8"],
          # dropout off: inductor's dropout draws from its own generator, not eager's
          "gcdt": ["agent.embed_dim=32", "agent.blocks=2", "agent.dropout=0.0"],
          **{name: ["agent.actor_hidden=[64,64]", "agent.value_hidden=[64,64]"]
@@ -78,6 +83,12 @@ def agent_and_buffer(agent: str, device: torch.device, seeds: int = 1, transitio
     buffer.add({k: torch.as_tensor(v) for k, v in synthetic_arrays(transitions, 11, 3).items()})
     buffer.subsets["expert"] = torch.arange(transitions * 9 // 10, transitions, device=device)
     goal_dim = 11 if getattr(AGENTS.get(agent), "goal_conditioned", False) else 0  # goals: states
+    if getattr(AGENTS.get(agent), "learns_from_preferences", False):    # 8-step segments, by return
+        from rlcore.preferences import Labelling, PreferenceSampler, make_preferences
+        data = from_arrays("synthetic", synthetic_arrays(transitions, 11, 3))
+        prefs = make_preferences(data, Labelling(labeller="return", segments=200, segment_length=8),
+                                 progress=False)
+        buffer.preferences = PreferenceSampler(buffer, prefs)
     return build_agent(cfg, Spec(11, 3, goal_dim), device, seeds=list(range(seeds))), buffer
 
 

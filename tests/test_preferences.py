@@ -303,3 +303,14 @@ def test_the_baselines_train_on_sparse_metaworld_labels(tmp_path, agent):
     results = metaworld_run(tmp_path, agent, 4, f"agent={agent}", "env.labels=sparse",
                             "env.pairs=20", "env.labeller=return")
     assert len(results) == 2 and all(0 <= r.last_score <= 100 for r in results)
+
+
+def test_the_bench_times_a_preference_agent_beside_a_host_loop(tmp_path):
+    pytest.importorskip("metaworld")
+    from rlcore.cli import main
+    out = tmp_path / "bench.json"
+    assert main(["bench", "agent=cpl", "env=metaworld-drawer-open", "device=cpu", "bench.updates=3",
+                 "bench.warmup=1", "bench.modes=[eager]", "bench.seeds=2", "bench.transitions=3000",
+                 "agent.hidden=[32,32]", "agent.batch_size=4", f"bench.out={out}"]) == 0
+    rows = __import__("json").loads(out.read_text())["rows"]
+    assert [r["seeds"] for r in rows] == [1, 1, 2] and all(r["updates_per_s"] > 0 for r in rows)

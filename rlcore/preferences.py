@@ -10,6 +10,11 @@ Labellers (`env.labeller`):
   rewards (`fit_value`): TD with an expectile (0.9) over the data's actions, V(s) <- r +
   gamma V'(s'), gamma 0.99. On Meta-World's deterministic dynamics a high expectile tracks the
   best action the data tried in each state, which is what an optimal critic's V would give.
+- `discounted_regret` (the code's `rl_dis_sum`): sum_t gamma^t (r_t + gamma V(s_{t+1}) - V(s_t)),
+  CPL eq. 2 exactly. `regret` sums the same advantages without discounting and with V(s_{t+1})
+  in place of gamma V(s_{t+1}): it adds (1 - gamma) sum_t V(s_{t+1}), so on near-optimal data,
+  whose true advantages are all near 0, it mostly prefers segments in high-value states (on
+  drawer-open the regret score's correlation with a segment's time in its episode is 0.85).
 - `return`: score = sum_t r_t, the partial-return (Bradley-Terry on summed reward) model.
 
 Comparisons (`env.labels`):
@@ -41,7 +46,8 @@ from rlcore.errors import ConfigError
 from rlcore.fileio import atomic_write, file_lock
 from rlcore.logger import progress_bar
 
-LABELLERS = ("regret", "return")
+LABELLERS = ("regret", "discounted_regret", "return")
+ORACLE_DISCOUNT = 0.99
 COMPARISONS = ("dense", "sparse")
 
 
@@ -77,7 +83,7 @@ class Labelling:
 
     @property
     def key(self) -> str:
-        oracle = f"-o{self.oracle_steps}" if self.labeller == "regret" else ""
+        oracle = f"-o{self.oracle_steps}" if self.labeller != "return" else ""
         return (f"{self.labeller}{oracle}-{self.labels}-n{self.count}-L{self.segment_length}"
                 f"-noise{self.label_noise:g}-s{self.seed}")
 
@@ -121,14 +127,18 @@ def segment_sums(values: np.ndarray, starts: np.ndarray, length: int) -> np.ndar
 
 
 def regret_scores(dataset: OfflineDataset, starts: np.ndarray, length: int,
-                  values: np.ndarray) -> np.ndarray:
-    """sum_{t<L-1} r_t + V(s_{L-1}) - V(s_0) per segment (add_pref_labels.py's `sum_adv`);
-    `values` holds V of every observation of the dataset."""
-    return (segment_sums(dataset.rewards.astype(np.float64), starts, length - 1)
-            + values[starts + length - 1] - values[starts])
+                  values: np.ndarray, discount: float = 1.0) -> np.ndarray:
+    """sum_{t<L-1} g^t r_t + g^(L-1) V(s_{L-1}) - V(s_0) per segment; `values` holds V of every
+    observation. g = 1 is add_pref_labels.py's `rl_sum`; g = gamma is `rl_dis_sum`, which
+    telescopes to sum_t gamma^t (r_t + gamma V(s_{t+1}) - V(s_t)), CPL eq. 2's discounted sum of
+    advantages."""
+    weights = discount ** np.arange(length - 1)
+    rewards = dataset.rewards.astype(np.float64)[starts[:, None] + np.arange(length - 1)]
+    return (rewards @ weights + discount ** (length - 1) * values[starts + length - 1]
+            - values[starts])
 
 
-def fit_value(dataset: OfflineDataset, steps: int, seed: int, discount: float = 0.99,
+def fit_value(dataset: OfflineDataset, steps: int, seed: int, discount: float = ORACLE_DISCOUNT,
               expectile: float = 0.9, batch_size: int = 1024,
               progress: bool = True) -> tuple[np.ndarray, float]:
     """V(s) fitted on the data's rewards by expectile TD (256x256 ReLU MLP, Adam 3e-4, a Polyak
@@ -201,7 +211,8 @@ def make_preferences(dataset: OfflineDataset, how: Labelling, progress: bool = T
         scores = returns
     else:
         values, loss = oracle_values(dataset, where, how.oracle_steps, how.seed, progress)
-        scores = regret_scores(dataset, starts, how.segment_length, values)
+        discount = ORACLE_DISCOUNT if how.labeller == "discounted_regret" else 1.0
+        scores = regret_scores(dataset, starts, how.segment_length, values, discount)
         meta.update(oracle={"fit": "expectile TD, expectile 0.9, discount 0.99, 256x256",
                             "steps": how.oracle_steps, "last_loss": loss})
     prefs = Preferences(starts.astype(np.int64), scores.astype(np.float64), how.segment_length)

@@ -155,7 +155,7 @@ RULES = {
     "env.goal_tasks": optional(count(1)),
     "env.clusters": optional(count(1)),
     "env.labels": optional(choice("dense", "sparse")),
-    "env.labeller": choice("regret", "return"),
+    "env.labeller": choice("regret", "discounted_regret", "return"),
     "env.segments": count(1),
     "env.pairs": count(1),
     "env.segment_length": count(2),

@@ -116,6 +116,10 @@ def test_regret_scores_sum_rewards_and_the_value_difference(monkeypatch):
     for start, score in zip(starts, scores):
         hand = data.rewards[start:start + 3].sum() + values[start + 3] - values[start]
         assert score == pytest.approx(hand, rel=1e-6)
+    gamma = 0.9                                     # discounted: sum_t g^t (r + g V' - V)
+    hand = sum(gamma ** t * (data.rewards[10 + t] + gamma * values[11 + t] - values[10 + t])
+               for t in range(3))
+    assert regret_scores(data, np.array([10]), 4, values, gamma)[0] == pytest.approx(hand, rel=1e-6)
     # the labeller's V comes from oracle_values: a known V makes a known preference
     import rlcore.preferences as prefs_module
     monkeypatch.setattr(prefs_module, "oracle_values", lambda *a, **k: (values * 100, 0.0))

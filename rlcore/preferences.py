@@ -12,9 +12,10 @@ Labellers (`env.labeller`):
   best action the data tried in each state, which is what an optimal critic's V would give.
 - `discounted_regret` (the code's `rl_dis_sum`): sum_t gamma^t (r_t + gamma V(s_{t+1}) - V(s_t)),
   CPL eq. 2 exactly. `regret` sums the same advantages without discounting and with V(s_{t+1})
-  in place of gamma V(s_{t+1}): it adds (1 - gamma) sum_t V(s_{t+1}), so on near-optimal data,
-  whose true advantages are all near 0, it mostly prefers segments in high-value states (on
-  drawer-open the regret score's correlation with a segment's time in its episode is 0.85).
+  in place of gamma V(s_{t+1}): it adds (1 - gamma) sum_t V(s_{t+1}), which favours segments in
+  high-value states. On near-optimal data every labeller leans that way: on drawer-open (1,000
+  noisy-expert episodes) the correlation of a segment's score with its start time in the
+  episode is 0.85 for `regret`, 0.72 for `discounted_regret` and 0.84 for `return`.
 - `return`: score = sum_t r_t, the partial-return (Bradley-Terry on summed reward) model.
 
 Comparisons (`env.labels`):

@@ -88,28 +88,33 @@ class CPL(PreferenceAgent):
             return seed_mean(-lp)
         return preferred_mean(-lp, labels)
 
-    def update(self, batch: TensorDict) -> dict[str, torch.Tensor]:
+    def losses(self, batch: TensorDict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(L_CPL, L_BC, accuracy), each [S]: eq. 6 on A(sigma) = alpha sum_t log pi(a_t|s_t)
+        (minus pi_ref's for CPL-KL), and the BC term."""
         cfg = self.cfg
         lp = segment_log_prob(self.policy, batch)                          # [S, B, 2, L]
         bc_loss = self.bc_loss(lp, batch["labels"])
-        params = list(self.policy.parameters())
+        if cfg.variant == "kl":
+            with torch.no_grad():
+                reference_lp = segment_log_prob(self.reference, batch)
+            lp = lp - reference_lp
+        advantage = cfg.alpha * lp.sum(-1)                                  # [S, B, 2]
+        cpl_loss, accuracy = biased_bce_with_logits(advantage[..., 0], advantage[..., 1],
+                                                    batch["labels"], cfg.contrastive_bias)
+        return cpl_loss, bc_loss, accuracy
+
+    def update(self, batch: TensorDict) -> dict[str, torch.Tensor]:
+        cfg = self.cfg
+        cpl_loss, bc_loss, accuracy = self.losses(batch)
         if self.phase == 0:                                                # BC pretraining
-            loss, metrics, lr_scale = bc_loss, {}, None
-        else:
-            if cfg.variant == "kl":
-                with torch.no_grad():
-                    reference_lp = segment_log_prob(self.reference, batch)
-                lp = lp - reference_lp
-            advantage = cfg.alpha * lp.sum(-1)                              # [S, B, 2]
-            cpl_loss, accuracy = biased_bce_with_logits(advantage[..., 0], advantage[..., 1],
-                                                        batch["labels"], cfg.contrastive_bias)
+            loss, lr_scale = bc_loss, None
+        else:                                      # a fresh Adam, its lr warming up from 0 (LambdaLR)
             loss = cpl_loss + cfg.bc_coeff * bc_loss
-            metrics = {"cpl_loss": cpl_loss.detach(), "accuracy": accuracy}
-            warmup = max(cfg.warmup_steps, 1)
-            lr_scale = ((self.step - cfg.bc_steps) / warmup).clamp(0.0, 1.0)   # LambdaLR from 0
+            lr_scale = ((self.step - cfg.bc_steps) / max(cfg.warmup_steps, 1)).clamp(0.0, 1.0)
+        params = list(self.policy.parameters())
         apply_gradients(params, torch.autograd.grad(loss.sum(), params), self.policy_opt, lr_scale)
         self.step += 1
-        return {"bc_loss": bc_loss.detach(), **metrics}
+        return {"bc_loss": bc_loss.detach(), "cpl_loss": cpl_loss.detach(), "accuracy": accuracy}
 
     def policy_action(self, obs: torch.Tensor, deterministic: bool) -> torch.Tensor:
         return self.policy(obs)

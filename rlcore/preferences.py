@@ -317,11 +317,13 @@ class PreferenceAgent(Agent):
     def check_data(self, buffer: Buffer) -> None:
         if getattr(buffer, "preferences", None) is None:
             raise ConfigError(f"agent={self.cfg.name} learns from preference labels and this "
-                              "buffer has none; set env.labels=dense|sparse (Meta-World envs do)")
+                              "buffer has none (buffer.preferences: a PreferenceSampler); "
+                              "Meta-World envs set env.labels, others take +env.labels=dense|sparse")
 
     def sample(self, buffer: Buffer, batch_size: int) -> TensorDict:
         """[S, B] pairs: each seed its own draws."""
-        return buffer.preferences.sample(self.spec.seeds * batch_size).reshape(self.spec.seeds, batch_size)
+        pairs = buffer.preferences.sample(self.spec.seeds * batch_size)
+        return pairs.reshape(self.spec.seeds, batch_size)
 
 
 def preference_policy(spec, cfg):

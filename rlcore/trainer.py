@@ -173,7 +173,7 @@ def learns_from_preferences(cfg: DictConfig) -> bool:
     if not cfg.env.get("labels"):
         raise ConfigError(f"agent={cfg.agent.name} learns from preference labels, but env="
                           f"{cfg.env.name} (dataset {cfg.env.dataset}) has none; use a Meta-World "
-                          "env (env=metaworld-drawer-open), or set env.labels=dense|sparse to label "
+                          "env (env=metaworld-drawer-open), or add +env.labels=dense|sparse to label "
                           "this dataset's segments by its rewards (rlcore.preferences)")
     Labelling.from_config(cfg.env, cfg.data.seed)      # bad settings fail before any folder
     return True

@@ -36,7 +36,7 @@ from tensordict import TensorDict
 from rlcore.agent import Spec, apply_gradients, seed_mean
 from rlcore.preferences import PreferenceAgent, preference_policy, preferred_mean, segment_log_prob
 from rlcore.registry import register_agent
-from rlcore.schema import choice, count, fraction, number
+from rlcore.schema import choice, count, fraction, number, optional
 
 
 def biased_bce_with_logits(adv1: torch.Tensor, adv2: torch.Tensor, label: torch.Tensor,
@@ -53,6 +53,7 @@ class CPL(PreferenceAgent):
     config_schema = {"contrastive_bias": fraction(low_open=True), "bc_coeff": number(0),
                      "bc_data": choice("all", "pos"), "bc_steps": count(0),
                      "warmup_steps": count(0), "variant": choice("cpl", "kl"),
+                     "cpl_lr": optional(number(0)),
                      "dropout": number(0, 1, high_open=True)}
 
     def __init__(self, spec: Spec, cfg):
@@ -67,12 +68,15 @@ class CPL(PreferenceAgent):
         return [self.cfg.bc_steps]
 
     def begin_phase(self, step: int) -> None:
-        """At bc_steps: a fresh Adam (its state cleared), and CPL-KL's reference is the
-        BC-pretrained policy."""
+        """At bc_steps: a fresh Adam (its state cleared; learning rate `cpl_lr`, by default the
+        pretraining's `lr` as in the authors' code), and CPL-KL's reference is the BC-pretrained
+        policy."""
         phase = self.phase
         super().begin_phase(step)
         if phase == 0 and self.phase == 1:
             self.policy_opt.state.clear()
+            for group in self.policy_opt.param_groups:
+                group["lr"] = self.cfg.cpl_lr if self.cfg.cpl_lr is not None else self.cfg.lr
             if self.cfg.variant == "kl":
                 self.reference.load_state_dict(self.policy.state_dict())
 

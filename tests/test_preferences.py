@@ -66,13 +66,14 @@ def test_cpl_loss_falls_when_the_preferred_segment_becomes_more_likely():
 
 
 def test_cpl_pretrains_with_bc_then_restarts_adam_with_a_warm_up_from_zero():
-    agent, buffer = cpl_agent(bc_steps=3, warmup_steps=4)
+    agent, buffer = cpl_agent(bc_steps=3, warmup_steps=4, cpl_lr=5e-4)
     for step in range(3):
         assert agent.phase == 0
         agent.update(agent.sample(buffer, 8))
     assert agent.policy_opt.state                                      # BC moments exist
     agent.begin_phase(3)
     assert agent.phase == 1 and not agent.policy_opt.state             # a fresh Adam
+    assert agent.policy_opt.param_groups[0]["lr"] == 5e-4               # at the stage's own lr
     before = [p.detach().clone() for p in agent.policy.parameters()]
     agent.update(agent.sample(buffer, 8))                              # lr x 0 at its first step
     assert all(torch.equal(b, p) for b, p in zip(before, agent.policy.parameters()))

@@ -7,7 +7,10 @@ object and goal positions (as CPL's MetaWorldSawyerEnv). Episodes last 250 steps
 per-step flag; an episode succeeds when it is set at any step (CPL's evaluation keeps its max;
 door-open's flag holds for a few steps only). Observations are Meta-World's 39-d (CPL drops the
 previous frame's hand and gripper, 4 of them, for 35-d; the standard 39-d is kept here), actions
-4-d in [-1, 1], rewards Meta-World v3's dense shaped reward in [0, 10].
+4-d in [-1, 1], rewards Meta-World v3's dense shaped reward in [0, 10] (CPL divides by 10; the
+scale does not change a label or a success). CPL's wrapper also moves the hand to a random
+start (uniform within +-(0.25, 0.15, 0.2) of Meta-World's) at each reset; here the arm starts
+where Meta-World puts it, so starts vary by object and goal positions only.
 
 Data `metaworld-<task>-pref`: episodes of the task's scripted expert
 (`metaworld.policies.ENV_POLICY_MAP`) with Gaussian action noise N(0, 0.3^2), clipped to [-1, 1]:

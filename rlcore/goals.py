@@ -133,7 +133,7 @@ class GoalSampler:
         return torch.where(self.buffer.uniform((n,)) < self.augment_prob, stitched, waypoint)
 
     def states(self, index: torch.Tensor) -> torch.Tensor:
-        return self.buffer.storage["observations"][self.buffer.physical(index)]
+        return self.buffer.storage["observations"][self.buffer._physical(index)]
 
     # -- batches ------------------------------------------------------------------------------
     def sample(self, n: int, value: GoalMix | None, actor: GoalMix | None) -> TensorDict:
@@ -202,7 +202,7 @@ class GoalSampler:
         if self.clusters is not None:
             rows, goal = self._stitched_contexts(t, rows, goal, context, tries)
         batch = TensorDict({"observations": self.states(rows),
-                            "actions": self.buffer.storage["actions"][self.buffer.physical(rows)],
+                            "actions": self.buffer.storage["actions"][self.buffer._physical(rows)],
                             "goals": self.states(goal)}, batch_size=[n])
         return batch
 

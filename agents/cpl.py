@@ -98,7 +98,7 @@ class CPL(PreferenceAgent):
         cfg = self.cfg
         lp = segment_log_prob(self.policy, batch)                          # [S, B, 2, L]
         bc_loss = self.bc_loss(lp, batch["labels"])
-        if cfg.variant == "kl":
+        if cfg.variant == "kl" and self.phase == 1:        # the reference exists from the stage on
             with torch.no_grad():
                 reference_lp = segment_log_prob(self.reference, batch)
             lp = lp - reference_lp

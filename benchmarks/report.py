@@ -160,6 +160,12 @@ def dataset_score(name: str, transitions: int, seed: int, family: str) -> float:
     return float(reference_for(family, ds.metadata).normalize(ds.episode_returns().mean()))
 
 
+def scored_by_success(results: dict, dataset: str | None = None) -> bool:
+    """Whether the cells (of one dataset, or all) report a success rate as their score."""
+    return all(c[0].get("metric") == "success" for k, c in results.items()
+               if dataset is None or k.endswith("@" + dataset))
+
+
 def check_steps(results: dict, steps: int) -> None:
     """A table is for one run length: refuse cells the JSON records at another."""
     other = {k: c[0]["steps"] for k, c in results.items() if c[0].get("steps", steps) != steps}
@@ -175,7 +181,7 @@ def write_table(results: dict, args) -> str:
     datasets = datasets_of(results)
     agents = list(dict.fromkeys(k.split("@", 1)[0] for k in results))
     goals = any(d in OGBENCH_PUBLISHED or d.removesuffix("-v0") in OGBENCH_PUBLISHED for d in datasets)
-    success = all(c[0].get("metric") == "success" for c in results.values())   # Meta-World
+    success = scored_by_success(results)                                     # Meta-World
     if goals:
         what, note = ("success rate (%, OGBench's 5 evaluation tasks x 10 episodes per seed)",
                       "*OGBench* rows: the published figures (1M updates, 8 seeds).")
@@ -230,9 +236,7 @@ def write_plot(results: dict, path: Path) -> None:
             ax.axhline(data, color="grey", linestyle="--", linewidth=1, label="data")
             ax.legend(fontsize=7, loc="upper right")
         ax.set_title(dataset, fontsize=9)
-        success = all(c[0].get("metric") == "success" for k, c in results.items()
-                      if k.endswith("@" + dataset))
-        ax.set_ylabel("success rate (%)" if success or dataset.removesuffix("-v0") in OGBENCH_PUBLISHED
+        ax.set_ylabel("success rate (%)" if scored_by_success(results, dataset) or dataset.removesuffix("-v0") in OGBENCH_PUBLISHED
                       else "D4RL normalized score")
         ax.tick_params(axis="x", rotation=45)
     fig.tight_layout()

@@ -205,8 +205,7 @@ def make_preferences(dataset: OfflineDataset, how: Labelling, progress: bool = T
     rewards = dataset.rewards.astype(np.float64)
     meta = {"labeller": how.labeller, "labels": how.labels, "segments": int(how.count),
             "segment_length": how.segment_length, "label_noise": how.label_noise,
-            "seed": how.seed, "dataset": dataset.name, "transitions": len(dataset),
-            "reward_sum": float(rewards.sum())}
+            "seed": how.seed, "dataset": dataset.name, "transitions": len(dataset)}
     returns = segment_sums(rewards, starts, how.segment_length)
     if how.labeller == "return":
         scores = returns

@@ -195,8 +195,10 @@ def test_an_ogbench_file_loads_as_ogbench_converts_it(tmp_path):
 
 
 class OracleAgent:
-    """Moves toward the maze's next BFS cell (OGBench's data oracle, without noise): success is
-    reachable on every task."""
+    """Moves toward the maze's next BFS cell (OGBench's data oracle, without noise) along the
+    corridor's centre line, so that it never catches on a wall's corner: success is reachable on
+    every task (120 of 120 episodes over 6 evaluation seeds; heading straight for the next cell's
+    centre stalled on a corner in 6 of 60, and in CI once on every episode of a task)."""
     multi_seed = False
 
     def __init__(self):
@@ -206,8 +208,14 @@ class OracleAgent:
     def act(self, obs, deterministic=True, goals=None):
         out = []
         for xy, goal in zip(obs.numpy(), goals.numpy()):
-            sub, _ = self.maze.get_oracle_subgoal(xy, goal)
-            d = sub - xy
+            subgoal, _ = self.maze.get_oracle_subgoal(xy, goal)
+            centre = np.array(self.maze.ij_to_xy(self.maze.xy_to_ij(xy)))
+            if np.allclose(subgoal, centre):                     # in the goal's cell
+                d = goal - xy
+            else:
+                d = subgoal - xy
+                across = int(abs(subgoal - centre)[0] > abs(subgoal - centre)[1])
+                d[across] = centre[across] - xy[across]          # hold the centre line
             out.append(d / (np.linalg.norm(d) + 1e-6))
         return torch.as_tensor(np.asarray(out), dtype=torch.float32)
 

@@ -103,6 +103,8 @@ class Preferences:
     second: np.ndarray | None = None  # sparse: [P]
     labels: np.ndarray | None = None  # sparse: [P] 0, 0.5 or 1 (after noise)
     metadata: dict | None = None
+    matrix: np.ndarray | None = None  # dense, made elsewhere: [M, M] label of every pair
+                                      # (rlcore.transfer's soft labels; scores then unused)
 
 
 def preference_label(first: np.ndarray | torch.Tensor, second):
@@ -288,7 +290,9 @@ class PreferenceSampler:
         self.buffer, self.length, self.noise = buffer, prefs.length, float(label_noise)
         self.starts = torch.as_tensor(prefs.starts, device=device)
         self.scores = torch.as_tensor(prefs.scores, dtype=torch.float32, device=device)
-        self.dense = prefs.labels is None
+        self.dense, self.metadata = prefs.labels is None, prefs.metadata or {}
+        self.matrix = None if prefs.matrix is None else torch.as_tensor(
+            prefs.matrix, dtype=torch.float32, device=device)
         if not self.dense:
             self.pairs = torch.as_tensor(np.stack([prefs.first, prefs.second], 1), device=device)
             self.labels = torch.as_tensor(prefs.labels, dtype=torch.float32, device=device)
@@ -298,7 +302,8 @@ class PreferenceSampler:
         buffer = self.buffer
         if self.dense:
             pair = buffer.randint(len(self.starts), (n, 2))
-            labels = preference_label(self.scores[pair[:, 0]], self.scores[pair[:, 1]])
+            labels = (preference_label(self.scores[pair[:, 0]], self.scores[pair[:, 1]])
+                      if self.matrix is None else self.matrix[pair[:, 0], pair[:, 1]])
             if self.noise:
                 labels = torch.where(buffer.uniform((n,)) < self.noise, 1.0 - labels, labels)
         else:

@@ -161,6 +161,13 @@ RULES = {
     "env.segment_length": count(2),
     "env.label_noise": number(0, 1, high_open=True),
     "env.oracle_steps": count(1),
+    "env.source": optional(text()),
+    "env.transfer": choice("cpa", "direct"),
+    "env.transfer_block": count(2),
+    "env.transfer_solver": choice("exact", "entropic"),
+    "env.transfer_epsilon": positive(),
+    "env.transfer_features": choice("state_action", "state", "action"),
+    "env.transfer_steps": count(1),
     # agent keys several agents share
     "agent.name": text(),
     "agent.batch_size": count(1),

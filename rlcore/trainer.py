@@ -38,6 +38,7 @@ from rlcore.fileio import atomic_write, atomic_write_text
 from rlcore.logger import RunLogger, progress_bar, read_metrics, truncate_metrics
 from rlcore.plot import plot_run
 from rlcore.preferences import Labelling, PreferenceSampler, dataset_preferences
+from rlcore.transfer import Transfer, source_env_config, transferred_from_source
 from rlcore.preprocess import transform_rewards
 from rlcore.registry import AGENTS
 from rlcore.scores import Reference, reference_for
@@ -169,6 +170,11 @@ def check_goals(cfg: DictConfig) -> bool:
 def learns_from_preferences(cfg: DictConfig) -> bool:
     """Whether the agent learns from segment pairs; a clear error when the env has no labels."""
     if not getattr(AGENTS.get(cfg.agent.name), "learns_from_preferences", False):
+        if cfg.env.get("source"):
+            learners = [n for n in AGENTS.names() if getattr(AGENTS.get(n), "learns_from_preferences", False)]
+            raise ConfigError(f"env.source={cfg.env.source} transfers preference labels, and "
+                              f"agent={cfg.agent.name} does not learn from them; use one of "
+                              f"{', '.join(learners)}")
         return False
     if not cfg.env.get("labels"):
         raise ConfigError(f"agent={cfg.agent.name} learns from preference labels, but env="
@@ -176,6 +182,9 @@ def learns_from_preferences(cfg: DictConfig) -> bool:
                           "env (env=metaworld-drawer-open), or add +env.labels=dense|sparse to label "
                           "this dataset's segments by its rewards (rlcore.preferences)")
     Labelling.from_config(cfg.env, cfg.data.seed)      # bad settings fail before any folder
+    if cfg.env.get("source"):
+        Transfer.from_config(cfg.env, cfg.data.seed)
+        source_env_config(str(cfg.env.source))
     return True
 
 
@@ -184,8 +193,21 @@ def preference_sampler(cfg: DictConfig, dataset: OfflineDataset, buffer: Buffer,
     """The env's labelling of this dataset (made once, stored beside it) on the buffer."""
     how = Labelling.from_config(cfg.env, cfg.data.seed)
     where = locate(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed, cfg.data.dir)[1]
+    if cfg.env.get("source"):                           # labels transferred from another task
+        return PreferenceSampler(buffer, transferred_from_source(cfg, dataset, where, how, progress).prefs)
     prefs = dataset_preferences(dataset, where, how, progress)
     return PreferenceSampler(buffer, prefs, how.label_noise if how.labels == "dense" else 0.0)
+
+
+def report_transfer(run_dir: Path, buffer: Buffer) -> None:
+    """Transferred labels (env.source): their accuracy against the target's own, on stderr and
+    in <run>/transfer.json."""
+    transfer = getattr(getattr(buffer, "preferences", None), "metadata", {}).get("transfer")
+    if transfer:
+        atomic_write_text(run_dir / "transfer.json", json.dumps(transfer, indent=1, default=str))
+        print(f"labels transferred from {transfer['source']} ({transfer['method']}): "
+              f"{100 * transfer['accuracy']:.1f}% agree with the target's own (chance 50%)",
+              file=sys.stderr)
 
 
 @dataclass
@@ -279,6 +301,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
     t, seeds = cfg.trainer, resolve_seeds(cfg)
     setup = prepare(cfg, device, progress=t.progress)
     agent, buffer = setup.agent, setup.buffer
+    report_transfer(run_dir, buffer)
     evaluator = setup.evaluator(t.eval_episodes)
     mode = resolve_mode(t.compile, device, t.steps)
     adam = t.get("captured_adam", DEFAULT_CAPTURED_ADAM)   # run folders from before the option

@@ -68,6 +68,7 @@ SMALL = {"odice": ["agent.policy_hidden=[64,64]", "agent.value_hidden=[64,64]"],
          "sft": ["agent.hidden=[64,64]", "agent.dropout=0.0", "agent.batch_size=8"],
          "bc_all": ["agent.hidden=[64,64]", "agent.dropout=0.0", "agent.batch_size=8"],
          "piql": ["agent.hidden=[64,64]", "agent.batch_size=8"],
+         "pearl": ["agent.hidden=[64,64]", "agent.batch_size=8"],
          # dropout off: inductor's dropout draws from its own generator, not eager's
          "gcdt": ["agent.embed_dim=32", "agent.blocks=2", "agent.dropout=0.0"],
          **{name: ["agent.actor_hidden=[64,64]", "agent.value_hidden=[64,64]"]

@@ -35,7 +35,7 @@ def test_help_and_list(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["agent=odise"], "unknown agent 'odise'; valid agents: a2pr, bc, bc_all, cpl, fdvl, gcbc, gcdt, gciql, "
-                         "gcivl, hiql, iql, odice, odice_il, piql, recoil, rvs, sac, sft, smore, td3bc"),
+                         "gcivl, hiql, iql, odice, odice_il, pearl, piql, recoil, rvs, sac, sft, smore, td3bc"),
     (["env=hoper"], "unknown env 'hoper'; valid envs: ant, cube-single, halfcheetah, hopper, "
                        "metaworld-bin-picking, metaworld-button-press-topdown, metaworld-door-open, "
                        "metaworld-drawer-open, metaworld-plate-slide, metaworld-sweep-into, "

@@ -70,7 +70,7 @@ class Transfer:
     solver: str = "exact"
     epsilon: float = 5e-3
     features: str = "state_action"
-    steps: int = 5000           # direct: updates of the source reward model
+    steps: int = 2000           # direct: updates of the source reward model
     seed: int = 0
 
     def __post_init__(self):

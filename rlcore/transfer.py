@@ -96,12 +96,12 @@ class Transfer:
 def source_env_config(name: str):
     """The shipped env config `name` (configs/env/<name>.yaml), checked to carry labels."""
     from rlcore.config import CONFIG_DIR, group_options
-    path = CONFIG_DIR / "env" / f"{name}.yaml"
-    labelled = [n for n in group_options("env") if OmegaConf.load(CONFIG_DIR / "env" / f"{n}.yaml").get("labels")]
-    if not path.exists() or not OmegaConf.load(path).get("labels"):
+    configs = {n: OmegaConf.load(CONFIG_DIR / "env" / f"{n}.yaml") for n in group_options("env")}
+    labelled = [n for n, c in configs.items() if c.get("labels")]
+    if name not in labelled:
         raise ConfigError(f"env.source={name!r} is not an env with preference labels; valid: "
                           f"{', '.join(labelled)}")
-    return OmegaConf.load(path)
+    return configs[name]
 
 
 # -- segments and their geometry (CPA step 1) --------------------------------------------------

@@ -43,6 +43,13 @@ def test_the_coupling_recovers_a_permutation_and_the_labels_transfer_exactly():
     assert np.allclose(labels.numpy()[off], truth[off]) and labels.max() == 1.0
 
 
+@pytest.mark.filterwarnings("ignore:Sinkhorn did not converge")   # POT's inner loop, at eps 5e-3
+def test_the_entropic_coupling_also_finds_the_permutation():
+    source, target, perm, _ = permuted_sets(m=12, seed=2)
+    coupling, _ = gw_coupling(distance_matrix(source), distance_matrix(target), "entropic", 5e-3)
+    assert np.array_equal(coupling.argmax(0), perm) and coupling.max(0).min() > 0.9 / 12
+
+
 def test_normalised_labels_stay_in_0_1_and_a_uniform_coupling_averages_the_labelled_pairs():
     rng = np.random.default_rng(1)
     z = torch.as_tensor(rng.choice([0.0, 0.5, 1.0], size=(6, 6)))

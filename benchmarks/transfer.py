@@ -50,6 +50,11 @@ def pairs_of(args) -> list[tuple[str, str]]:
     return out
 
 
+def noisy_pairs(args) -> int:
+    """How many of the pairs, from the first, run the noisy levels."""
+    return len(args.pairs) if args.noisy_pairs is None else args.noisy_pairs
+
+
 def label_accuracy_cells(source: str, target: str, noise: float, args) -> dict:
     """CPA's accuracy over transfer seeds, on the run's data (data.transitions from --override)."""
     from rlcore.config import load_config
@@ -118,7 +123,7 @@ def main(argv=None) -> int:
     for number, (source, target) in enumerate(pairs_of(args)):
         for noise in args.noise:
             name = cell_name(source, target, noise)
-            if args.table_only or (noise > 0 and number >= (args.noisy_pairs or len(args.pairs))):
+            if args.table_only or (noise > 0 and number >= noisy_pairs(args)):
                 continue
             if f"labels@{name}" not in load():
                 print(f"== {name}: label accuracy", file=sys.stderr, flush=True)
@@ -158,7 +163,7 @@ def mean_std(values) -> str:
 
 def write_tables(results: dict, args) -> str:
     rows = [(s, t, n) for i, (s, t) in enumerate(pairs_of(args)) for n in args.noise
-            if n == 0 or i < (args.noisy_pairs or len(args.pairs))]
+            if n == 0 or i < noisy_pairs(args)]
     lines = [f"Label accuracy (%) against the target's own regret labels, over every pair of its "
              f"2,500 dense segments; CPA: mean ± std over {args.seeds} transfer seeds; direct: the "
              "transfer its downstream run made (seed 0).", "",

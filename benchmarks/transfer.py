@@ -77,8 +77,8 @@ def label_accuracy_cells(source: str, target: str, noise: float, args) -> dict:
         out.append(made.prefs.metadata["transfer"]["accuracy"])
         if seed == 0:
             source_rank = rank(made.source_scores)
-            coupling = {"target_rank": rank(data[target][1].scores).tolist(),
-                        "source_rank": (made.q @ source_rank).tolist()}
+            coupling = {"target_rank": np.round(rank(data[target][1].scores), 4).tolist(),
+                        "source_rank": np.round(made.q @ source_rank, 4).tolist()}
     return {"cpa": out, "coupling": coupling}
 
 
@@ -171,8 +171,8 @@ def write_tables(results: dict, args) -> str:
     for s, t, n in rows:
         labels = results.get(f"labels@{cell_name(s, t, n)}")
         direct = results.get(f"P-IQL, direct transfer@{cell_name(s, t, n)}") or []
-        lines.append(f"| {s} → {t} | {n:.0%} | 50.0 | "
-                     f"{mean_std([100 * c['label_accuracy'] for c in direct[:1] if 'label_accuracy' in c])} | "
+        made = [100 * c["label_accuracy"] for c in direct[:1] if "label_accuracy" in c]
+        lines.append(f"| {s} → {t} | {n:.0%} | 50.0 | {f'{made[0]:.1f}' if made else ''} | "
                      f"{mean_std([100 * a for a in labels['cpa']]) if labels else ''} |")
     lines += ["", f"Downstream success rate (%, {args.episodes} episodes per seed, success at any "
               f"step), last evaluation, mean ± std over {args.seeds} seeds trained at once, "

@@ -34,8 +34,8 @@ from tensordict import TensorDict
 from torch import nn
 
 from rlcore.agent import Agent, DelayedActorUpdates, Spec, apply_gradients, seed_mean
-from rlcore.nets import MLP, DeterministicPolicy
-from rlcore.objectives import smoothed_target_action
+from rlcore.agent.nets import MLP, DeterministicPolicy
+from rlcore.agent.objectives import smoothed_target_action
 from rlcore.registry import register_agent
 from rlcore.schema import number
 

@@ -8,7 +8,7 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
-from rlcore.nets import DeterministicPolicy
+from rlcore.agent.nets import DeterministicPolicy
 from rlcore.registry import register_agent
 
 

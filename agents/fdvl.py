@@ -32,7 +32,7 @@ from tensordict import TensorDict
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
 from rlcore.agents.iql import awr_policy_step, build_iql_networks
 from rlcore.errors import ConfigError
-from rlcore.nets import polyak_update
+from rlcore.agent.nets import polyak_update
 from rlcore.registry import register_agent
 from rlcore.schema import choice, count, positive
 

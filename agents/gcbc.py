@@ -8,7 +8,7 @@ pi = N(mu(s, g), I) from a 512x512x512 GELU MLP, Adam 3e-4, batch 1024.
 train_dmlp.py, model.py): a deterministic tanh MLP [s || g] -> 1024 -> 1024 -> a (ReLU), mean
 squared error to the data's action, Adam 1e-3, batch 256, gradient norm clipped at 0.25, goals
 uniform in the trajectory's future. `data.augment=temporal` turns on the paper's augmentation
-for either (rlcore.goals): with probability 0.5 the goal is taken from another trajectory that
+for either (rlcore.data.goals): with probability 0.5 the goal is taken from another trajectory that
 passes through the waypoint's K-means cluster.
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import apply_gradients, clip_grad_norm_per_seed, seed_mean
-from rlcore.goal_agent import GoalActor, GoalAgent, goal_input
-from rlcore.nets import DeterministicPolicy
+from rlcore.agent.goal import GoalActor, GoalAgent, goal_input
+from rlcore.agent.nets import DeterministicPolicy
 from rlcore.registry import register_agent
 from rlcore.schema import flag, positive
 

@@ -9,7 +9,7 @@ goal and the states and actions before it but not a_t. Loss: mean squared error 
 actions over the context. AdamW (lr 1e-3, weight decay 1e-4) with a linear warm-up over 1,000
 updates, gradient norm clipped at 0.25, batch 256.
 
-Contexts come from rlcore.goals.GoalSampler.sample_contexts: a window of one trajectory and a
+Contexts come from rlcore.data.goals.GoalSampler.sample_contexts: a window of one trajectory and a
 goal after it, or with `data.augment=temporal` a window stitched from two trajectories that
 meet in a K-means cluster and a goal on the second, the paper's augmentation.
 Acting keeps each episode's last C states and actions: at step t < C the context is the t + 1
@@ -23,8 +23,8 @@ from tensordict import TensorDict
 from torch import nn
 
 from rlcore.agent import apply_gradients, clip_grad_norm_per_seed, seed_mean
-from rlcore.goal_agent import GoalAgent
-from rlcore.nets import EnsembleLayerNorm, EnsembleLinear
+from rlcore.agent.goal import GoalAgent
+from rlcore.agent.nets import EnsembleLayerNorm, EnsembleLinear
 from rlcore.registry import register_agent
 from rlcore.schema import count, fraction, number, positive
 

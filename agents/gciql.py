@@ -18,9 +18,9 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import apply_gradients, grads_by_group, seed_mean
-from rlcore.goal_agent import GoalActor, GoalAgent, goal_input
-from rlcore.nets import ogbench_mlp, polyak_update
-from rlcore.objectives import expectile_loss
+from rlcore.agent.goal import GoalActor, GoalAgent, goal_input
+from rlcore.agent.nets import ogbench_mlp, polyak_update
+from rlcore.agent.objectives import expectile_loss
 from rlcore.registry import register_agent
 from rlcore.schema import choice, flag
 

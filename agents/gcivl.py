@@ -20,8 +20,8 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import apply_gradients, grads_by_group, seed_mean
-from rlcore.goal_agent import GoalActor, GoalAgent, goal_input
-from rlcore.nets import ogbench_mlp, polyak_update
+from rlcore.agent.goal import GoalActor, GoalAgent, goal_input
+from rlcore.agent.nets import ogbench_mlp, polyak_update
 from rlcore.registry import register_agent
 from rlcore.schema import flag
 

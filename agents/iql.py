@@ -29,8 +29,8 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
-from rlcore.nets import MLP, GaussianPolicy, polyak_update
-from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share, expectile_loss
+from rlcore.agent.nets import MLP, GaussianPolicy, polyak_update
+from rlcore.agent.objectives import awr_weight, cosine_scale, effective_batch_share, expectile_loss
 from rlcore.registry import register_agent
 
 JAXRL_GAIN = 2 ** 0.5          # jaxrl's default_init: orthogonal(sqrt 2), zero bias

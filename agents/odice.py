@@ -55,9 +55,9 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients, grad_dot, scale_per_seed, seed_mean
-from rlcore.buffer import Buffer
-from rlcore.nets import MLP, GaussianPolicy, polyak_update
-from rlcore.objectives import effective_batch_share
+from rlcore.training.buffer import Buffer
+from rlcore.agent.nets import MLP, GaussianPolicy, polyak_update
+from rlcore.agent.objectives import effective_batch_share
 from rlcore.registry import register_agent
 from rlcore.schema import choice, flag, fraction, number
 

@@ -4,7 +4,7 @@ named here and configurable.
 
 1. Cross-task Preference Alignment (CPA, section 4.1) makes the target task's labels from a
    source task's, through a Gromov-Wasserstein coupling of the two tasks' segments. It is a data
-   step, rlcore.transfer, chosen by the env: `env.source=<a Meta-World env>` (its module docstring
+   step, rlcore.data.transfer, chosen by the env: `env.source=<a Meta-World env>` (its module docstring
    gives the equations and choices). Any preference agent learns from transferred labels; `pearl`
    is the paper's pairing of them with step 2.
 2. Robust Reward Learning (RRL, section 4.2): the reward is a Gaussian,
@@ -37,7 +37,7 @@ from torch.nn import functional as F
 
 from rlcore.agent import Spec, apply_gradients, seed_mean
 from rlcore.agents.piql import PIQL
-from rlcore.nets import MLP
+from rlcore.agent.nets import MLP
 from rlcore.registry import register_agent
 from rlcore.schema import number, positive
 

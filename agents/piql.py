@@ -23,8 +23,8 @@ from torch.nn import functional as F
 
 from rlcore.agents.iql import IQL
 from rlcore.agent import Spec, apply_gradients, seed_mean
-from rlcore.nets import MLP
-from rlcore.preferences import PreferenceAgent
+from rlcore.agent.nets import MLP
+from rlcore.data.preferences import PreferenceAgent
 from rlcore.registry import register_agent
 from rlcore.schema import count
 

@@ -34,9 +34,9 @@ from tensordict import TensorDict
 from rlcore.agent import Agent, Spec, apply_gradients, seed_mean
 from rlcore.agents.fdvl import dual_value_loss
 from rlcore.agents.iql import awr_policy_step, build_iql_networks
-from rlcore.buffer import Buffer
+from rlcore.training.buffer import Buffer
 from rlcore.errors import ConfigError
-from rlcore.nets import polyak_update
+from rlcore.agent.nets import polyak_update
 from rlcore.registry import register_agent
 from rlcore.schema import number, positive
 

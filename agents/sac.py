@@ -18,7 +18,7 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent, Spec, apply_gradients
-from rlcore.nets import MLP, TanhGaussianPolicy, polyak_update
+from rlcore.agent.nets import MLP, TanhGaussianPolicy, polyak_update
 from rlcore.registry import register_agent
 from rlcore.schema import count, number
 

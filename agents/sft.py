@@ -12,7 +12,7 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Spec, apply_gradients, seed_mean
-from rlcore.preferences import PreferenceAgent, preference_policy, preferred_mean, segment_log_prob
+from rlcore.data.preferences import PreferenceAgent, preference_policy, preferred_mean, segment_log_prob
 from rlcore.registry import register_agent
 from rlcore.schema import count, number
 

@@ -9,7 +9,7 @@ the data need not cover it. Each update draws two batches of equal size:
   - B_mix, the offline data with hindsight goals: a future state of the same trajectory with
     probability 0.8, else (the dataset's commanded goal there; a random state here, the goal
     distribution of data whose goals are its states);
-  - B_gt, goal transitions (s_{k-1}, a_{k-1}, s_k) with g = s_k (rlcore.goals).
+  - B_gt, goal transitions (s_{k-1}, a_{k-1}, s_k) with g = s_k (rlcore.data.goals).
 In the code's order, with gamma 0.99 and r~ = -2:
     V:   L_V = E_mix[ |tau - 1(u < 0)| u^2 ],  u = min_k Sbar_k(s, a, g) - V(s, g)   (tau = beta 0.8)
     pi:  L_pi = -E_mix[ min(exp(3 (min_k Sbar_k - V_new)), 100) log pi(a | s, g) ]  (AWR)
@@ -29,9 +29,9 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Spec, apply_gradients, seed_mean
-from rlcore.goal_agent import GoalAgent, goal_input
-from rlcore.nets import polyak_update
-from rlcore.objectives import expectile_loss
+from rlcore.agent.goal import GoalAgent, goal_input
+from rlcore.agent.nets import polyak_update
+from rlcore.agent.objectives import expectile_loss
 from rlcore.registry import register_agent
 from rlcore.schema import choice
 

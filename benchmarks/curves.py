@@ -21,7 +21,7 @@ def read_run(run: Path) -> tuple[str, str, int, dict[int, list[float]]]:
     """(agent, dataset label, the run's length, {step: [each seed's score]}) of one run folder."""
     from omegaconf import OmegaConf
 
-    from rlcore.trainer import dataset_label
+    from rlcore.training.trainer import dataset_label
     if not (run / "config.yaml").exists():
         raise SystemExit(f"{run}: no config.yaml there; give run folders made by `rlcore train`")
     cfg = OmegaConf.load(run / "config.yaml")

@@ -51,11 +51,11 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from rlcore.agent import Spec
-    from rlcore.checkpoint import load_checkpoint
-    from rlcore.datasets import load_dataset
+    from rlcore.training.checkpoint import load_checkpoint
+    from rlcore.data.datasets import load_dataset
     from rlcore.envs.ogbench import make_env
-    from rlcore.evaluate_run import run_config_and_checkpoint
-    from rlcore.trainer import build_agent
+    from rlcore.evaluation.run import run_config_and_checkpoint
+    from rlcore.training.trainer import build_agent
     cfg, path = run_config_and_checkpoint(args.run_dir)
     state = load_checkpoint(path, torch.device("cpu"))
     agent = build_agent(cfg, Spec(**state["spec"]), torch.device("cpu"))

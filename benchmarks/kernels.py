@@ -14,11 +14,11 @@ from torch.profiler import ProfilerActivity, profile
 
 from rlcore.agent import Spec
 from rlcore.bench import synthetic_arrays
-from rlcore.buffer import Buffer
-from rlcore.compile import make_capturable, set_matmul_precision, update_step
+from rlcore.training.buffer import Buffer
+from rlcore.training.compile import make_capturable, set_matmul_precision, update_step
 from rlcore.config import load_config
 from rlcore.data import from_arrays
-from rlcore.trainer import build_agent
+from rlcore.training.trainer import build_agent
 
 WARMUP, PROFILED = 30, 40
 

@@ -114,7 +114,7 @@ def run_cell(agent: str, dataset: str, overrides: list[str], args) -> list[dict]
     settings never resume it), checkpointing at every evaluation: a report killed mid-cell
     resumes that cell from its newest checkpoint when run again."""
     from rlcore.config import load_config
-    from rlcore.trainer import train
+    from rlcore.training.trainer import train
     name = f"seeds{args.seeds}-steps{args.steps}"
     extra = overrides_for(agent, args.override)
     if extra:
@@ -154,8 +154,8 @@ def overrides_for(agent: str, overrides: list[str]) -> list[str]:
 def dataset_score(name: str, transitions: int, seed: int, family: str) -> float:
     """The dataset's own mean normalized score (the behaviour policy's level); loaded once per
     dataset in a report, not once per agent."""
-    from rlcore.datasets import load_dataset
-    from rlcore.scores import reference_for
+    from rlcore.data.datasets import load_dataset
+    from rlcore.evaluation.scores import reference_for
     ds = load_dataset(name, transitions, seed, progress=False)
     return float(reference_for(family, ds.metadata).normalize(ds.episode_returns().mean()))
 

@@ -58,9 +58,9 @@ def noisy_pairs(args) -> int:
 def label_accuracy_cells(source: str, target: str, noise: float, args) -> dict:
     """CPA's accuracy over transfer seeds, on the run's data (data.transitions from --override)."""
     from rlcore.config import load_config
-    from rlcore.datasets import load_dataset, locate
-    from rlcore.preferences import Labelling, dataset_preferences
-    from rlcore.transfer import Transfer, transfer_preferences
+    from rlcore.data.datasets import load_dataset, locate
+    from rlcore.data.preferences import Labelling, dataset_preferences
+    from rlcore.data.transfer import Transfer, transfer_preferences
     cfg = load_config([f"env=metaworld-{target}", "agent=pearl", *overrides_for("pearl", args.override)])
     how = Labelling.from_config(cfg.env, 0)
     data = {}

@@ -27,12 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlcore.checkpoint import load_checkpoint
+from rlcore.training.checkpoint import load_checkpoint
 from rlcore.errors import UserError
-from rlcore.evaluate_run import run_config_and_checkpoint
+from rlcore.evaluation.run import run_config_and_checkpoint
 from rlcore.fileio import atomic_write_text
-from rlcore.seeds import resolve_seeds
-from rlcore.trainer import prepare
+from rlcore.training.seeds import resolve_seeds
+from rlcore.training.trainer import prepare
 
 
 def probe_states(dataset, tail: int, count: int, seed: int) -> np.ndarray:

@@ -17,7 +17,7 @@ Data `metaworld-<task>-pref`: episodes of the task's scripted expert
 CPL's recipe (`create_dataset.py --noise 0.3`, file `mw_<task>_ep2500_n0.3`) with the scripted
 policy in place of CPL's SAC oracle, which is not public. 2,500 episodes (625,000 transitions) by
 default, as CPL's file name says. Preference labels are made from these episodes by
-rlcore.preferences, once per labelling, without rolling the env again.
+rlcore.data.preferences, once per labelling, without rolling the env again.
 """
 from __future__ import annotations
 

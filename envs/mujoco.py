@@ -24,10 +24,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rlcore.collect import Behaviour, collect
+from rlcore.data.collect import Behaviour, collect
 from rlcore.data import DatasetError, OfflineDataset, concatenate
 from rlcore.fileio import load_torch_file
-from rlcore.nets import TanhGaussianPolicy
+from rlcore.agent.nets import TanhGaussianPolicy
 from rlcore.registry import register_dataset
 
 POLICY_DIR = Path(__file__).parent / "policies"

@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 from rlcore.agent import Agent, Spec
-from rlcore.buffer import Buffer
+from rlcore.training.buffer import Buffer
 from rlcore.config import load_config
 from rlcore.data import OfflineDataset, load_hdf5, save_hdf5
-from rlcore.datasets import load_dataset
+from rlcore.data.datasets import load_dataset
 from rlcore.registry import AGENTS, DATASETS, register_agent, register_dataset
-from rlcore.trainer import RunResult, Setup, prepare
-from rlcore.trainer import train as _train_cfg
+from rlcore.training.trainer import RunResult, Setup, prepare
+from rlcore.training.trainer import train as _train_cfg
 
 __all__ = ["Agent", "Buffer", "OfflineDataset", "RunResult", "Setup", "Spec", "load_config",
            "load_dataset", "load_hdf5", "save_hdf5", "make", "train", "list_agents",

@@ -18,7 +18,7 @@ Synthetic data with the env's observation and action sizes; the numbers are thro
 the first of `bench.modes`, after a parallel op has started torch's worker threads (as making
 a dataset does), and the rate over the last 1,000 updates beside the first 1,000. A ratio
 well below 1 means the update slows as it trains; subnormal floats were such a cause
-(rlcore.denormals), and only real data with weighted-BC agents shows them.
+(rlcore.training.denormals), and only real data with weighted-BC agents shows them.
 """
 from __future__ import annotations
 
@@ -31,14 +31,14 @@ import numpy as np
 import torch
 
 from rlcore.agent import Spec
-from rlcore.buffer import KEYS, Buffer
-from rlcore.compile import resolve_mode, set_matmul_precision, update_step
+from rlcore.training.buffer import KEYS, Buffer
+from rlcore.training.compile import resolve_mode, set_matmul_precision, update_step
 from rlcore.config import load_config, resolve_device
 from rlcore.data import from_arrays
 from rlcore.fileio import atomic_write_text
-from rlcore.preferences import Labelling, PreferenceSampler, make_preferences, preference_label
+from rlcore.data.preferences import Labelling, PreferenceSampler, make_preferences, preference_label
 from rlcore.registry import AGENTS, DATASETS
-from rlcore.trainer import build_agent, gym_kwargs, prepare
+from rlcore.training.trainer import build_agent, gym_kwargs, prepare
 
 
 LABELS = {"compile": "compiled (torch.compile)", "cudagraphs": "CUDA graph, {k} compiled updates"}

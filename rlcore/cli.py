@@ -26,7 +26,7 @@ EPILOG = """examples:
 def results_table(results) -> str:
     """agent | dataset | seed | steps | last | best (| last return, for success-scored runs),
     plus mean +- std over seeds per group."""
-    from rlcore.scores import SUCCESS
+    from rlcore.evaluation.scores import SUCCESS
     returns = any(r.reference == SUCCESS.source for r in results)
     header = f"{'agent':<10} {'dataset':<24} {'seed':>6} {'steps':>9} {'last score':>11} {'best score':>11}"
     header += f" {'last return':>12}" if returns else ""
@@ -57,7 +57,7 @@ def results_table(results) -> str:
 
 def cmd_train(args) -> int:
     from rlcore.config import apply_overrides, expand_sweeps, load_config
-    from rlcore.trainer import train
+    from rlcore.training.trainer import train
 
     resume = [o for o in args.overrides if o.startswith("resume=")]
     if resume:
@@ -90,7 +90,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from rlcore.evaluate_run import evaluate_run
+    from rlcore.evaluation.run import evaluate_run
     result = evaluate_run(Path(args.run_dir), args.episodes, args.checkpoint, args.device, args.seed)
     print(json.dumps(result, indent=2))
     return 0
@@ -111,9 +111,9 @@ def cmd_list(args) -> int:
 
 
 def print_datasets() -> None:
-    from rlcore.datasets import cached_generated, data_dir
+    from rlcore.data.datasets import cached_generated, data_dir
     from rlcore.registry import DATASETS
-    from rlcore.sources import minari_root
+    from rlcore.data.sources import minari_root
     print(f"  generated here (stored as Minari datasets rlcore/<env>/..., in {minari_root()}):")
     for name in DATASETS.names():
         recipe = DATASETS.get(name)
@@ -139,8 +139,8 @@ def print_datasets() -> None:
 
 
 def cmd_data(args) -> int:
-    from rlcore import datasets as ds
-    from rlcore.scores import reference_for
+    from rlcore.data import datasets as ds
+    from rlcore.evaluation.scores import reference_for
     kwargs = dict(transitions=args.transitions, seed=args.seed)
     if args.action == "list":
         print_datasets()
@@ -150,7 +150,7 @@ def cmd_data(args) -> int:
     if args.action == "export-policy":
         from rlcore.envs.mujoco import POLICY_DIR
         from rlcore.fileio import load_torch_file
-        from rlcore.policies import export_policy
+        from rlcore.data.policies import export_policy
         dest = export_policy(Path(args.name), args.quality, Path(args.out or POLICY_DIR),
                              args.target_return)
         state = load_torch_file(dest)
@@ -158,7 +158,7 @@ def cmd_data(args) -> int:
               f"eval return {state['eval']['return_mean']:.1f} ± {state['eval']['return_std']:.1f} "
               f"(best in the run {state['expert_return']:.1f})")
         if args.quality == "medium":
-            from rlcore.policies import export_replay
+            from rlcore.data.policies import export_replay
             replay = export_replay(Path(args.name), dest, Path(args.out or POLICY_DIR))
             print(f"{replay}: the policies behind the buffer up to the medium snapshot (medium-replay)")
         return 0
@@ -171,7 +171,7 @@ def cmd_data(args) -> int:
         print(f"{args.name}: {len(dataset)} transitions at {where}")
         recipe = ds.DATASETS.get(args.name) if args.name in ds.DATASETS else None
         for labels in getattr(recipe, "preference_labels", ()):   # and its default labellings
-            from rlcore.preferences import Labelling, dataset_preferences, preferences_path
+            from rlcore.data.preferences import Labelling, dataset_preferences, preferences_path
             how = Labelling(labels=labels, seed=args.seed)
             prefs = dataset_preferences(dataset, where, how)
             print(f"  {labels} {prefs.metadata['labeller']} labels ({prefs.metadata['segments']} "

@@ -4,11 +4,11 @@ import torch
 
 from rlcore.agent import Spec
 from rlcore.bench import synthetic_arrays
-from rlcore.buffer import Buffer
+from rlcore.training.buffer import Buffer
 from rlcore.config import load_config
 from rlcore.data import from_arrays
 from rlcore.registry import AGENTS
-from rlcore.trainer import build_agent
+from rlcore.training.trainer import build_agent
 
 
 @pytest.fixture(autouse=True)
@@ -85,7 +85,7 @@ def agent_and_buffer(agent: str, device: torch.device, seeds: int = 1, transitio
     buffer.subsets["expert"] = torch.arange(transitions * 9 // 10, transitions, device=device)
     goal_dim = 11 if getattr(AGENTS.get(agent), "goal_conditioned", False) else 0  # goals: states
     if getattr(AGENTS.get(agent), "learns_from_preferences", False):    # 8-step segments, by return
-        from rlcore.preferences import Labelling, PreferenceSampler, make_preferences
+        from rlcore.data.preferences import Labelling, PreferenceSampler, make_preferences
         data = from_arrays("synthetic", synthetic_arrays(transitions, 11, 3))
         prefs = make_preferences(data, Labelling(labeller="return", segments=200, segment_length=8),
                                  progress=False)

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore.buffer import Buffer
+from rlcore.training.buffer import Buffer
 from tests.conftest import episodes_dataset
 
 LENGTHS = [5, 12, 3, 20, 9]

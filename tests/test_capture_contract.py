@@ -8,14 +8,14 @@ agent (so a new agent is checked the day it is registered, GPU or not):
 - Python-side state comes back to where it was after one update cycle (`update_cycle`),
   since a replayed graph cannot run the Python that would have changed it.
 
-Both use rlcore.contract. That every offline agent's compiled update computes what its eager
+Both use rlcore.training.contract. That every offline agent's compiled update computes what its eager
 one does is tests/test_compile.py's; so is what only a GPU can show (device copies inside an
 update, the capture itself).
 """
 import pytest
 import torch
 
-from rlcore.contract import HostSyncs, python_state
+from rlcore.training.contract import HostSyncs, python_state
 from rlcore.registry import AGENTS
 from tests.conftest import agent_and_buffer
 

@@ -9,7 +9,7 @@ import time
 import pytest
 import torch
 
-from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+from rlcore.training.checkpoint import latest_checkpoint, load_checkpoint
 from rlcore.cli import main
 from rlcore.logger import read_metrics
 

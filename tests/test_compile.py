@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch._inductor import config as inductor_config
 
-from rlcore.compile import (CapturedUpdates, batch_update, compiled_update, make_capturable,
+from rlcore.training.compile import (CapturedUpdates, batch_update, compiled_update, make_capturable,
                              resolve_mode, resolve_updates_per_call, update_step)
 from rlcore.errors import ConfigError
 from rlcore.registry import AGENTS

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from rlcore.data import DatasetError, from_arrays, load_hdf5, save_hdf5
-from rlcore.datasets import load_dataset
-from rlcore.preprocess import ObsNormalizer, transform_rewards
-from rlcore.scores import d4rl_reference, reference_for
+from rlcore.data.datasets import load_dataset
+from rlcore.data.preprocess import ObsNormalizer, transform_rewards
+from rlcore.evaluation.scores import d4rl_reference, reference_for
 from tests.conftest import episodes_dataset
 
 
@@ -120,7 +120,7 @@ def test_obs_normalizer_matches_d4rl_convention():
 def test_generated_dataset_is_deterministic_cached_and_keeps_timeouts_apart():
     a = load_dataset("hopper-pd-noisy", transitions=3000, seed=7, progress=False)
     b = load_dataset("hopper-pd-noisy", transitions=3000, seed=7, progress=False)  # from cache
-    from rlcore.datasets import DATASETS
+    from rlcore.data.datasets import DATASETS
     c = DATASETS.get("hopper-pd-noisy").make(3000, seed=7, progress=False)         # made again
     d = DATASETS.get("hopper-pd-noisy").make(3000, seed=8, progress=False)
     assert len(a) == 3000
@@ -134,7 +134,7 @@ def test_generated_dataset_is_deterministic_cached_and_keeps_timeouts_apart():
     stored = minari.load_dataset("rlcore/hopper/pd-noisy-n3000-s7-v0")
     assert stored.total_steps == 3000
     assert stored.storage.metadata["ref_max_score"] == 3234.3
-    from rlcore.scores import reference_for
+    from rlcore.evaluation.scores import reference_for
     assert reference_for("hopper", a.metadata).source == "D4RL hopper"
     # within an episode, s' of step t is s of step t+1
     inside = ~(a.terminals | a.timeouts)[:-1]
@@ -175,7 +175,7 @@ def test_a_re_exported_policy_never_reuses_the_data_of_the_old_one(tmp_path, mon
     """The cache id of a dataset rolled out from shipped policies carries their fingerprint."""
     import shutil
     import rlcore.envs.mujoco as recipes
-    from rlcore.datasets import cached_generated, generated_id, locate
+    from rlcore.data.datasets import cached_generated, generated_id, locate
     policies = tmp_path / "policies"
     shutil.copytree(recipes.POLICY_DIR, policies)
     monkeypatch.setattr(recipes, "POLICY_DIR", policies)

@@ -13,7 +13,7 @@ SCRIPT = textwrap.dedent("""
     (x * 0.5 + x).sum()                          # a parallel op: the workers start, mode off
     from rlcore.agent import Spec
     from rlcore.config import load_config
-    from rlcore.trainer import build_agent
+    from rlcore.training.trainer import build_agent
     build_agent(load_config(["agent=bc"]), Spec(3, 2), torch.device("cpu"))
     print(int(((x * 1.0) != 0).sum()))           # subnormal outputs left by any thread
 """)

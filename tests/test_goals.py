@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from rlcore.buffer import Buffer
+from rlcore.training.buffer import Buffer
 from rlcore.config import load_config
 from rlcore.data import DatasetError, from_arrays
 from rlcore.errors import ConfigError
-from rlcore.goals import GoalMix, GoalSampler
+from rlcore.data.goals import GoalMix, GoalSampler
 from tests.conftest import agent_and_buffer, episodes_dataset
 
 pytest.importorskip("ogbench")
@@ -163,7 +163,7 @@ def test_smore_score_loss_against_hand_computation():
 
 
 def test_a_generated_goal_dataset_round_trips_through_minari():
-    from rlcore.datasets import load_dataset, locate
+    from rlcore.data.datasets import load_dataset, locate
     first = load_dataset("pointmaze-medium-stitch", transitions=2000, progress=False)
     assert locate("pointmaze-medium-stitch", 2000)[1].exists()
     again = load_dataset("pointmaze-medium-stitch", transitions=2000, progress=False)
@@ -179,7 +179,7 @@ def test_a_generated_goal_dataset_round_trips_through_minari():
 
 
 def test_an_ogbench_file_loads_as_ogbench_converts_it(tmp_path):
-    from rlcore.datasets import load_dataset
+    from rlcore.data.datasets import load_dataset
     obs = np.arange(16, dtype=np.float32).reshape(8, 2)           # two episodes of 4 states
     path = tmp_path / "toy-v0.npz"
     np.savez(path, observations=obs, actions=np.ones((8, 3), np.float32),
@@ -256,7 +256,7 @@ def test_an_unknown_task_id_is_a_clear_error():
     (["agent=iql", "env=hopper", "data.augment=temporal"], r"relabels goals"),
 ])
 def test_agent_and_env_that_disagree_fail_before_any_folder_exists(tmp_path, overrides, message):
-    from rlcore.trainer import train
+    from rlcore.training.trainer import train
     cfg = load_config([*overrides, f"runs_root={tmp_path / 'runs'}"])
     with pytest.raises(ConfigError, match=message):
         train(cfg)
@@ -279,7 +279,7 @@ def test_gcbc_learns_to_reach_goals_on_navigate_data(tmp_path):
     evaluation tasks (20% for both seeds when measured; an untrained policy's is 0, as
     StandStill's above). Best of 4 evaluations of 8 episodes per task: with 2 evaluations of 4,
     one seed's best was 0% in one full-suite run."""
-    from rlcore.trainer import train
+    from rlcore.training.trainer import train
     cfg = load_config(["agent=gcbc", "env=pointmaze-medium", "data.transitions=100000",
                        "trainer.steps=2000", "trainer.eval_every=500", "trainer.eval_episodes=8",
                        "agent.batch_size=256", "agent.actor_hidden=[128,128]", "seeds=2",
@@ -343,9 +343,9 @@ def test_gcdt_acts_on_the_episode_so_far_up_to_its_context():
 def test_a_resumed_goal_conditioned_run_ends_as_an_uninterrupted_one(tmp_path):
     """GCDT with the augmentation: its warm-up counter, the K-means clusters (rebuilt from the
     data on resume) and the sampler's generator all come back."""
-    from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+    from rlcore.training.checkpoint import latest_checkpoint, load_checkpoint
     from rlcore.config import apply_overrides
-    from rlcore.trainer import train
+    from rlcore.training.trainer import train
     common = ["agent=gcdt", "env=pointmaze-medium", "env.dataset=pointmaze-medium-stitch",
               "data.transitions=2000", "data.augment=temporal", "data.clusters=8",
               "env.goal_tasks=1", "trainer.eval_episodes=1", "trainer.eval_every=30",

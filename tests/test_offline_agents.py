@@ -8,9 +8,9 @@ from tensordict import TensorDict
 from rlcore.agent import Spec, apply_gradients
 from rlcore.agents.fdvl import dual_value_loss
 from rlcore.config import load_config
-from rlcore.objectives import awr_weight, cosine_scale, effective_batch_share, expectile_loss
+from rlcore.agent.objectives import awr_weight, cosine_scale, effective_batch_share, expectile_loss
 from rlcore.registry import AGENTS
-from rlcore.seeds import copy_seed_into
+from rlcore.training.seeds import copy_seed_into
 from tests.conftest import bandit_dataset
 
 OFFLINE = ["bc", "td3bc", "iql", "fdvl", "a2pr", "recoil", "odice"]
@@ -137,7 +137,7 @@ def test_effective_batch_share_is_kish_ess_over_the_batch_per_seed():
 
 @pytest.mark.parametrize("name", ["iql", "fdvl", "odice"])
 def test_weighted_bc_agents_report_the_share_of_the_batch_they_clone(name):
-    from rlcore.buffer import Buffer
+    from rlcore.training.buffer import Buffer
     torch.manual_seed(0)
     agent = make(name, "agent.batch_size=64")
     metrics = agent.update(agent.sample(Buffer.from_dataset(bandit_dataset()), 64))
@@ -229,7 +229,7 @@ def test_bandit_value_based_agents_pick_the_rewarded_action(name, expect_rewarde
     """The bandit of tests/conftest.py: cloning answers the mean action 0; each value-based
     agent should move toward the rewarded +0.5 (O-DICE: its ReLU(r - V) weights keep only the
     rewarded half)."""
-    from rlcore.buffer import Buffer
+    from rlcore.training.buffer import Buffer
     lr = {"bc": ["agent.lr=1e-3"], "td3bc": ["agent.actor_lr=1e-3", "agent.critic_lr=1e-3"],
           "iql": ["agent.actor_lr=1e-3", "agent.critic_lr=1e-3", "agent.value_lr=1e-3",
                   "agent.lr_decay_steps=0"],
@@ -266,7 +266,7 @@ def offset_episodes(name, lengths, obs_value):
 
 def test_expert_mix_takes_whole_expert_episodes_after_the_suboptimal_data():
     from rlcore.data import DatasetError
-    from rlcore.imitation import expert_mix
+    from rlcore.data.imitation import expert_mix
     expert = offset_episodes("e", [3, 4, 5], 100.0)
     sub = offset_episodes("s", [6, 6], -100.0)
     mix, mask = expert_mix(expert, 2, first=1, suboptimal=sub)
@@ -282,8 +282,8 @@ def test_expert_mix_takes_whole_expert_episodes_after_the_suboptimal_data():
 
 
 def test_buffer_samples_its_expert_subset_only():
-    from rlcore.buffer import Buffer
-    from rlcore.imitation import expert_mix
+    from rlcore.training.buffer import Buffer
+    from rlcore.data.imitation import expert_mix
     mix, mask = expert_mix(offset_episodes("e", [3, 4], 100.0), 1, suboptimal=offset_episodes("s", [8], -100.0))
     buffer = Buffer.from_dataset(mix, subsets={"expert": mask.nonzero()[0]})
     assert (buffer.sample(500, subset="expert")["observations"][:, 0] >= 100).all()

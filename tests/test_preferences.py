@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from rlcore.buffer import Buffer
+from rlcore.training.buffer import Buffer
 from rlcore.config import load_config
 from rlcore.errors import ConfigError
-from rlcore.preferences import (Labelling, PreferenceSampler, dataset_preferences, make_preferences,
+from rlcore.data.preferences import (Labelling, PreferenceSampler, dataset_preferences, make_preferences,
                                 preference_label, preferences_path, regret_scores, segment_sums)
 from tests.conftest import agent_and_buffer, episodes_dataset
 
@@ -122,7 +122,7 @@ def test_regret_scores_sum_rewards_and_the_value_difference(monkeypatch):
                for t in range(3))
     assert regret_scores(data, np.array([10]), 4, values, gamma)[0] == pytest.approx(hand, rel=1e-6)
     # the labeller's V comes from oracle_values: a known V makes a known preference
-    import rlcore.preferences as prefs_module
+    import rlcore.data.preferences as prefs_module
     monkeypatch.setattr(prefs_module, "oracle_values", lambda *a, **k: (values * 100, 0.0))
     prefs = make_preferences(data, Labelling(labels="sparse", pairs=200, segment_length=4),
                              progress=False)
@@ -170,7 +170,7 @@ def test_dense_label_noise_flips_comparisons_as_they_are_drawn():
 
 
 def test_a_labelling_is_made_once_and_a_second_one_reuses_the_fitted_value(tmp_path, monkeypatch):
-    import rlcore.preferences as prefs_module
+    import rlcore.data.preferences as prefs_module
     data = toy()
     fits = []
     real_fit = prefs_module.fit_value
@@ -241,7 +241,7 @@ def test_bad_preference_settings_fail_with_what_is_valid():
 
 
 def test_a_preference_agent_on_data_without_labels_fails_before_any_folder(tmp_path):
-    from rlcore.trainer import train
+    from rlcore.training.trainer import train
     with pytest.raises(ConfigError, match="learns from preference labels"):
         train(load_config(["agent=cpl", "env=hopper", f"run_dir={tmp_path / 'run'}"]))
     assert not (tmp_path / "run").exists()
@@ -250,7 +250,7 @@ def test_a_preference_agent_on_data_without_labels_fails_before_any_folder(tmp_p
 # ---- Meta-World, end to end ------------------------------------------------------------------
 
 def metaworld_run(tmp_path, name, steps, *extra):
-    from rlcore.trainer import train
+    from rlcore.training.trainer import train
     common = ["env=metaworld-drawer-open", "data.transitions=500", "env.oracle_steps=20",
               "env.segments=40", "env.segment_length=16", "agent.hidden=[32,32]",
               "agent.batch_size=4", "trainer.eval_episodes=1", "trainer.log_every=2",
@@ -264,7 +264,7 @@ def test_metaworld_success_counts_at_any_step_with_the_scripted_expert():
     pytest.importorskip("metaworld")
     from rlcore.envs.metaworld import GYM_ID, MetaWorldTask
     from rlcore.evaluation import Evaluator
-    from rlcore.scores import SUCCESS
+    from rlcore.evaluation.scores import SUCCESS
 
     class Expert:
         multi_seed = False
@@ -288,7 +288,7 @@ def test_metaworld_success_counts_at_any_step_with_the_scripted_expert():
 @pytest.mark.slow
 def test_cpl_on_metaworld_resumes_across_its_stage_as_an_uninterrupted_run(tmp_path):
     pytest.importorskip("metaworld")
-    from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+    from rlcore.training.checkpoint import latest_checkpoint, load_checkpoint
     extra = ["agent=cpl", "agent.bc_steps=4", "agent.warmup_steps=2"]
     results = metaworld_run(tmp_path, "full", 8, *extra)
     assert {"success_rate", "return_mean"} <= set(__import__("json").loads(

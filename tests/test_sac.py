@@ -7,11 +7,11 @@ from tensordict import TensorDict
 
 from rlcore.agent import Spec
 from rlcore.agents.sac import SAC
-from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+from rlcore.training.checkpoint import latest_checkpoint, load_checkpoint
 from rlcore.cli import main
 from rlcore.config import load_config
 from rlcore.logger import read_metrics
-from rlcore.nets import TanhGaussianPolicy
+from rlcore.agent.nets import TanhGaussianPolicy
 
 
 def make_sac(**overrides):
@@ -110,7 +110,7 @@ def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, m
     import rlcore.envs.mujoco as recipes
     from rlcore.registry import DATASETS
     DATASETS_GET = DATASETS.get
-    from rlcore.datasets import load_dataset
+    from rlcore.data.datasets import load_dataset
     run = tmp_path / "run"
     assert main(["train", *TINY, "trainer.steps=300", "trainer.eval_every=100", f"run_dir={run}"]) == 0
     out = tmp_path / "policies"
@@ -134,7 +134,7 @@ def test_exported_policies_make_deterministic_medium_expert_datasets(tmp_path, m
     # medium-replay: the random phase (start_steps=100 uniform actions), then the policies that
     # acted, one per `every` steps (here up to the step-300 snapshot, every 100 steps)
     assert (out / "hopper-medium-replay.pt").exists()
-    from rlcore.policies import export_replay
+    from rlcore.data.policies import export_replay
     torch.save({"train_step": 300, "obs_dim": 11, "action_dim": 3}, tmp_path / "at300.pt")
     export_replay(run, tmp_path / "at300.pt", out, every=100)
     replay = torch.load(out / "hopper-medium-replay.pt", weights_only=False)
@@ -163,7 +163,7 @@ def test_online_training_runs_with_its_update_captured(tmp_path):
 
 def test_medium_is_where_training_would_have_been_early_stopped(tmp_path):
     """D4RL's medium: the first snapshot to reach the target, not a later one nearer to it."""
-    from rlcore.policies import select_snapshot
+    from rlcore.data.policies import select_snapshot
     (tmp_path / "policies").mkdir()
     for step, ret in {1000: 10.0, 2000: 31.0, 3000: 90.0, 4000: 30.5}.items():
         torch.save({"step": step, "eval": {"return_mean": ret}},

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from rlcore.data import DatasetError, save_hdf5
-from rlcore.datasets import d4rl_cache_path, load_dataset
-from rlcore.sources import d4rl_url
+from rlcore.data.datasets import d4rl_cache_path, load_dataset
+from rlcore.data.sources import d4rl_url
 from tests.conftest import episodes_dataset
 
 
@@ -112,12 +112,12 @@ def test_minari_round_trip_keeps_episodes_and_reference_scores(monkeypatch, tmp_
     for key in ("observations", "next_observations", "actions", "rewards", "terminals", "timeouts"):
         np.testing.assert_allclose(getattr(loaded, key), getattr(ds, key), rtol=1e-6)
     assert loaded.metadata["ref_max_score"] == 3000.0
-    from rlcore.scores import reference_for
+    from rlcore.evaluation.scores import reference_for
     assert reference_for("hopper", loaded.metadata).source == "dataset metadata"
 
 
 def test_two_processes_making_one_dataset_do_not_corrupt_it(tmp_path):
-    code = ("from rlcore.datasets import load_dataset;"
+    code = ("from rlcore.data.datasets import load_dataset;"
             "d = load_dataset('hopper-random', transitions=4000, seed=1, progress=False);"
             "print(len(d), float(d.rewards.sum()))")
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

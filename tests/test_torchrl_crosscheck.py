@@ -15,8 +15,8 @@ from torchrl.objectives import BCLoss, IQLLoss, TD3BCLoss, ValueEstimators  # no
 
 from rlcore.agent import Spec  # noqa: E402
 from rlcore.config import load_config  # noqa: E402
-from rlcore.nets import EnsembleLinear  # noqa: E402
-from rlcore.trainer import build_agent  # noqa: E402
+from rlcore.agent.nets import EnsembleLinear  # noqa: E402
+from rlcore.training.trainer import build_agent  # noqa: E402
 
 OBS, ACT, B = 5, 2, 32
 
@@ -191,9 +191,9 @@ def test_bc_loss_and_gradient_match_torchrl():
 def test_datasets_round_trip_through_a_torchrl_replay_buffer():
     import numpy as np
 
-    from rlcore.buffer import Buffer
+    from rlcore.training.buffer import Buffer
     from rlcore.data import from_arrays
-    from rlcore.torchrl_bridge import from_torchrl, to_torchrl_buffer
+    from rlcore.data.torchrl_bridge import from_torchrl, to_torchrl_buffer
     rng = np.random.default_rng(0)
     n = 50
     arrays = {"observations": rng.standard_normal((n, OBS)).astype(np.float32),

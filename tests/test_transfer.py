@@ -9,8 +9,8 @@ import torch
 
 from rlcore.config import load_config
 from rlcore.errors import ConfigError
-from rlcore.preferences import Labelling, make_preferences, preference_label
-from rlcore.transfer import (Transfer, distance_matrix, gw_coupling, label_accuracy, source_labels,
+from rlcore.data.preferences import Labelling, make_preferences, preference_label
+from rlcore.data.transfer import (Transfer, distance_matrix, gw_coupling, label_accuracy, source_labels,
                              transfer_preferences, transport_columns, transported_labels)
 from tests.conftest import episodes_dataset
 
@@ -32,7 +32,7 @@ def test_the_coupling_recovers_a_permutation_and_the_labels_transfer_exactly():
     # dense source labels from scores; the target's true labels are the same under perm
     scores = rng.normal(size=24)
     z, mask = (torch.as_tensor(a) for a in source_labels(
-        __import__("rlcore.preferences", fromlist=["Preferences"]).Preferences(
+        __import__("rlcore.data.preferences", fromlist=["Preferences"]).Preferences(
             np.arange(24), scores, 4), np.arange(24), 0.0, rng))
     q, _ = transport_columns(source, target, Transfer("toy", block=24), rng, progress=False)
     labels, covered = transported_labels(torch.as_tensor(q), torch.as_tensor(q), z, mask, every_pair=True)
@@ -80,7 +80,7 @@ def test_sparse_source_labels_cover_only_their_pairs_in_both_orientations():
 
 
 def test_dense_source_noise_flips_that_fraction_of_pairs_symmetrically():
-    from rlcore.preferences import Preferences
+    from rlcore.data.preferences import Preferences
     scores = np.arange(200.0)
     z, _ = source_labels(Preferences(np.arange(200), scores, 4), np.arange(200), 0.2,
                          np.random.default_rng(0))
@@ -155,7 +155,7 @@ def test_transfer_refuses_tasks_with_different_action_spaces_and_bad_settings():
 
 
 def load_and_check(overrides):
-    from rlcore.trainer import learns_from_preferences
+    from rlcore.training.trainer import learns_from_preferences
     return learns_from_preferences(load_config(overrides))
 
 

@@ -7,8 +7,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from rlcore.collect import make_vector_env
-from rlcore.scores import SUCCESS, Reference
+from rlcore.data.collect import make_vector_env
+from rlcore.evaluation.scores import SUCCESS, Reference
 
 
 def seed_list(seed: int | Sequence[int], seeds: int) -> list[int]:

@@ -1,7 +1,7 @@
 """What goal-conditioned agents share: batches with goals, acting toward a goal, OGBench's actor.
 
 A goal-conditioned agent is built from a Spec whose goal_dim is the goal's size (OGBench's goals
-are states: goal_dim = obs_dim), draws its batches from the buffer's GoalSampler (rlcore.goals)
+are states: goal_dim = obs_dim), draws its batches from the buffer's GoalSampler (rlcore.data.goals)
 with the goal mixes of its config (`value_goals`, `actor_goals`), and acts with
 `act(obs, goals=...)`. Its evaluation is the goal evaluator's success rate (rlcore.evaluation).
 """
@@ -15,9 +15,9 @@ from tensordict import TensorDict
 from torch import nn
 
 from rlcore.agent import Agent, Spec
-from rlcore.buffer import Buffer
-from rlcore.goals import GoalMix, GoalSampler
-from rlcore.nets import ogbench_mlp
+from rlcore.training.buffer import Buffer
+from rlcore.data.goals import GoalMix, GoalSampler
+from rlcore.agent.nets import ogbench_mlp
 from rlcore.schema import flag, fraction
 
 GOAL_MIX_RULES = {f"{kind}_goals.{key}": fraction() for kind in ("value", "actor")

@@ -11,7 +11,7 @@
 
 Many seeds in one process (`seeds=K`). An agent with `multi_seed = True` (the default) holds
 `spec.seeds` independent copies of itself in member-batched networks (`MLP(seeds=S)`, see
-rlcore.nets): every batch tensor is [S, B, ...], every loss is a per-seed vector [S] (mean over
+rlcore.agent.nets): every batch tensor is [S, B, ...], every loss is a per-seed vector [S] (mean over
 that seed's batch, `seed_mean`), and gradients come from `loss.sum()`: seed s's loss depends
 only on seed s's parameters, so its gradient is exactly the one-seed gradient, and Adam is
 elementwise. Anything reduced over parameters (a dot product, a norm) is reduced per seed
@@ -27,9 +27,9 @@ from omegaconf import DictConfig
 from tensordict import TensorDict
 from torch import nn
 
-from rlcore.buffer import Buffer
-from rlcore.nets import polyak_update
-from rlcore.preprocess import ObsNormalizer
+from rlcore.training.buffer import Buffer
+from rlcore.agent.nets import polyak_update
+from rlcore.data.preprocess import ObsNormalizer
 from rlcore.schema import check_rules
 
 

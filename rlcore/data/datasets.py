@@ -18,8 +18,8 @@ from pathlib import Path
 from rlcore.data import DatasetError, OfflineDataset, load_hdf5
 from rlcore.fileio import file_lock
 from rlcore.registry import DATASETS
-from rlcore.scores import d4rl_reference
-from rlcore.sources import (d4rl_url, download, load_minari, load_ogbench_npz, looks_like_minari_id,
+from rlcore.evaluation.scores import d4rl_reference
+from rlcore.data.sources import (d4rl_url, download, load_minari, load_ogbench_npz, looks_like_minari_id,
                             minari_root, ogbench_download, save_minari)
 
 OGBENCH_NAME = re.compile(r"^(visual-)?(pointmaze|antmaze|humanoidmaze|antsoccer|cube|scene|puzzle|"

@@ -50,7 +50,7 @@ def imitation_data(cfg, dataset: OfflineDataset, progress: bool = True) -> tuple
     `env.expert_episodes` is set, else the dataset as it is and no subsets."""
     if not cfg.env.get("expert_episodes"):
         return dataset, {}
-    from rlcore.datasets import load_dataset
+    from rlcore.data.datasets import load_dataset
     suboptimal = cfg.env.get("suboptimal")
     if suboptimal:
         suboptimal = load_dataset(str(suboptimal), cfg.data.transitions, cfg.data.seed,

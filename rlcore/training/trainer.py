@@ -3,7 +3,7 @@
 Each step: (online: one env step into the buffer) -> sample on the device -> agent.update ->
 metrics summed on the device. Every `log_every` steps the sums are read once (the only host
 sync), every `eval_every` steps the policy is evaluated, every `checkpoint_every` steps the
-whole state is saved atomically. With `seeds=K` one agent carries K seeds (rlcore.seeds);
+whole state is saved atomically. With `seeds=K` one agent carries K seeds (rlcore.training.seeds);
 each seed gets its own folder (<run>/seed<k>/: metrics, curve, summary) and result row.
 """
 from __future__ import annotations
@@ -21,28 +21,28 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rlcore.agent import Agent, Spec
-from rlcore.buffer import Buffer
-from rlcore.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
-from rlcore.compile import (DEFAULT_CAPTURED_ADAM, batch_update, check_captured_adam,
+from rlcore.training.buffer import Buffer
+from rlcore.training.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rlcore.training.compile import (DEFAULT_CAPTURED_ADAM, batch_update, check_captured_adam,
                             resolve_mode, resolve_updates_per_call, set_matmul_precision,
                             update_step)
 from rlcore.config import resolve_device
 from rlcore.data import DatasetError, OfflineDataset
-from rlcore.datasets import load_dataset, locate
-from rlcore.denormals import flush_denormals
+from rlcore.data.datasets import load_dataset, locate
+from rlcore.training.denormals import flush_denormals
 from rlcore.errors import ConfigError
 from rlcore.evaluation import Evaluator, GoalEvaluator
-from rlcore.goals import GoalSampler
-from rlcore.imitation import imitation_data
+from rlcore.data.goals import GoalSampler
+from rlcore.data.imitation import imitation_data
 from rlcore.fileio import atomic_write, atomic_write_text
 from rlcore.logger import RunLogger, progress_bar, read_metrics, truncate_metrics
 from rlcore.plot import plot_run
-from rlcore.preferences import Labelling, PreferenceSampler, dataset_preferences
-from rlcore.transfer import Transfer, source_env_config, transferred_from_source
-from rlcore.preprocess import transform_rewards
+from rlcore.data.preferences import Labelling, PreferenceSampler, dataset_preferences
+from rlcore.data.transfer import Transfer, source_env_config, transferred_from_source
+from rlcore.data.preprocess import transform_rewards
 from rlcore.registry import AGENTS
-from rlcore.scores import Reference, reference_for
-from rlcore.seeds import build_seeded, resolve_seeds
+from rlcore.evaluation.scores import Reference, reference_for
+from rlcore.training.seeds import build_seeded, resolve_seeds
 
 
 @dataclass
@@ -94,7 +94,7 @@ def build_agent(cfg: DictConfig, spec: Spec, device: torch.device,
     """The agent for `seeds` (default: the config's), each seed initialised as its own run."""
     if device.type == "cpu":
         # Subnormal floats from weighted-BC agents' idle Adam moments are ~100x slower on x86:
-        # flush them to zero on this thread and every OpenMP worker (rlcore.denormals).
+        # flush them to zero on this thread and every OpenMP worker (rlcore.training.denormals).
         flush_denormals()
     cls = AGENTS.get(cfg.agent.name)
     seeds = resolve_seeds(cfg) if seeds is None else seeds
@@ -180,7 +180,7 @@ def learns_from_preferences(cfg: DictConfig) -> bool:
         raise ConfigError(f"agent={cfg.agent.name} learns from preference labels, but env="
                           f"{cfg.env.name} (dataset {cfg.env.dataset}) has none; use a Meta-World "
                           "env (env=metaworld-drawer-open), or add +env.labels=dense|sparse to label "
-                          "this dataset's segments by its rewards (rlcore.preferences)")
+                          "this dataset's segments by its rewards (rlcore.data.preferences)")
     Labelling.from_config(cfg.env, cfg.data.seed)      # bad settings fail before any folder
     if cfg.env.get("source"):
         Transfer.from_config(cfg.env, cfg.data.seed)
@@ -320,7 +320,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
         print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
 
     if setup.online:
-        from rlcore.online import OnlineCollector
+        from rlcore.training.online import OnlineCollector
         per_call = 1                            # one update per environment step
         if t.get("updates_per_call") not in (None, "auto", 1):
             raise ConfigError(f"trainer.updates_per_call={t.updates_per_call}: an online agent "

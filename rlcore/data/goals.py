@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from tensordict import TensorDict
 
-from rlcore.buffer import Buffer
+from rlcore.training.buffer import Buffer
 from rlcore.data import DatasetError
 from rlcore.errors import ConfigError
 

@@ -54,7 +54,7 @@ from omegaconf import OmegaConf
 from rlcore.data import OfflineDataset
 from rlcore.errors import ConfigError
 from rlcore.logger import progress_bar
-from rlcore.preferences import Preferences, preference_label
+from rlcore.data.preferences import Preferences, preference_label
 
 METHODS = ("cpa", "direct")
 SOLVERS = ("exact", "entropic")
@@ -228,9 +228,9 @@ def direct_segment_returns(source: OfflineDataset, source_prefs: Preferences, no
     (256x256 ReLU, Adam 3e-4, 64 pairs a batch, `how.steps` updates) fitted on the source's
     labelled pairs as P-IQL fits its own."""
     from torch.nn import functional as F
-    from rlcore.buffer import Buffer
-    from rlcore.nets import MLP
-    from rlcore.preferences import PreferenceSampler
+    from rlcore.training.buffer import Buffer
+    from rlcore.agent.nets import MLP
+    from rlcore.data.preferences import PreferenceSampler
     if (source.obs_dim, source.action_dim) != (target.obs_dim, target.action_dim):
         raise ConfigError(f"env.transfer=direct applies the source's reward model to the target: "
                           f"their (state, action) sizes differ, {(source.obs_dim, source.action_dim)}"
@@ -340,8 +340,8 @@ def transferred_from_source(cfg, target: OfflineDataset, where, how, progress: b
     """The run's target labels: the source env's dataset labelled as the run's env config says
     (labels, labeller, segments, length, noise), transferred to the target's segments."""
     from dataclasses import replace
-    from rlcore.datasets import load_dataset, locate
-    from rlcore.preferences import dataset_preferences
+    from rlcore.data.datasets import load_dataset, locate
+    from rlcore.data.preferences import dataset_preferences
     transfer = Transfer.from_config(cfg.env, cfg.data.seed)
     source_cfg = source_env_config(transfer.source)
     name = str(source_cfg.dataset)

@@ -5,7 +5,7 @@ at about a third of the expert's return. Both are picked from the snapshots an o
 at every evaluation (`<run dir>/policies/step_*.pt`), by their evaluation returns: expert the
 best, medium the first that reaches the target (the nearest, if none does). A run too short to
 reach expert level can still give a medium policy: `target_return` sets the target (e.g. a
-third of D4RL's expert reference return, `rlcore.scores`).
+third of D4RL's expert reference return, `rlcore.evaluation.scores`).
 """
 from __future__ import annotations
 

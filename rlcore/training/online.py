@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rlcore.collect import make_vector_env
+from rlcore.data.collect import make_vector_env
 
 
 class OnlineCollector:
@@ -17,7 +17,7 @@ class OnlineCollector:
     """
 
     def __init__(self, setup, update):
-        from rlcore.trainer import gym_kwargs
+        from rlcore.training.trainer import gym_kwargs
         cfg = setup.cfg
         self.setup, self.agent_cfg, self.update = setup, cfg.agent, update
         self.env = make_vector_env(cfg.env.gym_id, 1, **gym_kwargs(cfg))

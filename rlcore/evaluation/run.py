@@ -7,13 +7,13 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from rlcore.agent import Spec
-from rlcore.checkpoint import latest_checkpoint, load_checkpoint
+from rlcore.training.checkpoint import latest_checkpoint, load_checkpoint
 from rlcore.config import resolve_device
 from rlcore.errors import UserError
 from rlcore.fileio import atomic_write_text
-from rlcore.scores import Reference
-from rlcore.seeds import resolve_seeds
-from rlcore.trainer import build_agent, make_evaluator
+from rlcore.evaluation.scores import Reference
+from rlcore.training.seeds import resolve_seeds
+from rlcore.training.trainer import build_agent, make_evaluator
 
 
 def run_config_and_checkpoint(run_dir: Path, checkpoint: str | None = None):

@@ -36,7 +36,7 @@ class HostSyncs(TorchDispatchMode):
     """`with HostSyncs() as syncs: ...`; then `syncs.found` lists each sync as
     "op at file:line (source)", the line being the last one outside torch and tensordict.
     Non-capturable Adam's read of its step count (inside torch.optim) is left out: captured,
-    Adam runs capturable, with its step on the device (rlcore.compile.make_capturable)."""
+    Adam runs capturable, with its step on the device (rlcore.training.compile.make_capturable)."""
 
     def __init__(self):
         super().__init__()

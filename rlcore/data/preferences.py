@@ -41,7 +41,7 @@ import torch
 from tensordict import TensorDict
 
 from rlcore.agent import Agent
-from rlcore.buffer import Buffer
+from rlcore.training.buffer import Buffer
 from rlcore.data import OfflineDataset
 from rlcore.errors import ConfigError
 from rlcore.fileio import atomic_write, file_lock
@@ -104,7 +104,7 @@ class Preferences:
     labels: np.ndarray | None = None  # sparse: [P] 0, 0.5 or 1 (after noise)
     metadata: dict | None = None
     matrix: np.ndarray | None = None  # dense, made elsewhere: [M, M] label of every pair
-                                      # (rlcore.transfer's soft labels; scores then unused)
+                                      # (rlcore.data.transfer's soft labels; scores then unused)
 
 
 def preference_label(first: np.ndarray | torch.Tensor, second):
@@ -146,8 +146,8 @@ def fit_value(dataset: OfflineDataset, steps: int, seed: int, discount: float = 
               progress: bool = True) -> tuple[np.ndarray, float]:
     """V(s) fitted on the data's rewards by expectile TD (256x256 ReLU MLP, Adam 3e-4, a Polyak
     target at 0.005): V of every observation of the dataset, and the last loss."""
-    from rlcore.nets import MLP, polyak_update
-    from rlcore.objectives import expectile_loss
+    from rlcore.agent.nets import MLP, polyak_update
+    from rlcore.agent.objectives import expectile_loss
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     value = MLP(dataset.obs_dim, [256, 256], 1, squeeze=True)
@@ -333,7 +333,7 @@ class PreferenceAgent(Agent):
 def preference_policy(spec, cfg):
     """CPL's state-config actor (ContinuousMLPActor): `cfg.hidden` ReLU layers with dropout
     `cfg.dropout` after each hidden linear layer, a tanh output, orthogonal init (gain 1)."""
-    from rlcore.nets import DeterministicPolicy
+    from rlcore.agent.nets import DeterministicPolicy
     return DeterministicPolicy(spec.obs_dim, spec.action_dim, cfg.hidden, seeds=spec.seeds,
                                dropout=cfg.dropout, orthogonal_init=1.0)
 

@@ -9,7 +9,7 @@ twin heads within each seed, cost one batched matmul per layer instead of K (or 
   [S, H, *batch, out] (or [H, *batch, out] without seeds).
 
 Every parameter's leading dimension is seed-major (member index = s * H + h), so the state of
-seed s is a contiguous slice: that is what `rlcore.seeds` stacks and splits.
+seed s is a contiguous slice: that is what `rlcore.training.seeds` stacks and splits.
 """
 from __future__ import annotations
 

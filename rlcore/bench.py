@@ -35,6 +35,7 @@ from rlcore.training.buffer import KEYS, Buffer
 from rlcore.training.compile import resolve_mode, set_matmul_precision, update_step
 from rlcore.config import load_config, resolve_device
 from rlcore.data import from_arrays
+from rlcore.errors import ConfigError
 from rlcore.fileio import atomic_write_text
 from rlcore.data.preferences import Labelling, PreferenceSampler, make_preferences, preference_label
 from rlcore.registry import AGENTS, DATASETS
@@ -139,6 +140,10 @@ def run_bench(overrides: list[str]) -> list[dict]:
         names = [n for n in AGENTS.names() if AGENTS.get(n).multi_seed]
     results = []
     for name in names:
+        if AGENTS.get(name).on_policy:
+            raise ConfigError(f"agent={name} is on-policy: it has no batch update to time. Its "
+                              "seconds per iteration are in every run's metrics (iteration_s, "
+                              "sample_s) and side by side in benchmarks/policy_gradients.py")
         agent_cfg = load_config([*overrides, f"agent={name}"]) if name != cfg.agent.name else cfg
         results.append(bench_agent(agent_cfg))
         if int(cfg.bench.sustained):

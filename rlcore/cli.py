@@ -26,7 +26,7 @@ EPILOG = """examples:
 def results_table(results) -> str:
     """agent | dataset | seed | steps | last | best (| last return, for success-scored runs),
     plus mean +- std over seeds per group."""
-    from rlcore.evaluation.scores import SUCCESS
+    from rlcore.evaluation.scores import RETURN, SUCCESS
     returns = any(r.reference == SUCCESS.source for r in results)
     header = f"{'agent':<10} {'dataset':<24} {'seed':>6} {'steps':>9} {'last score':>11} {'best score':>11}"
     header += f" {'last return':>12}" if returns else ""
@@ -46,12 +46,11 @@ def results_table(results) -> str:
                          f"{last.mean():>5.1f}±{last.std():<5.1f} {best.mean():>5.1f}±{best.std():<5.1f}"
                          + (f" {ret.mean():>6.1f}±{ret.std():<5.1f}" if returns else ""))
     refs = sorted({r.reference for r in results})
-    d4rl = [ref for ref in refs if ref != SUCCESS.source]
+    d4rl = [ref for ref in refs if ref not in (SUCCESS.source, RETURN.source)]
     if d4rl:
         lines.append(f"D4RL normalized score = 100 (R - ref_min) / (ref_max - ref_min); "
                      f"reference: {', '.join(d4rl)}")
-    if len(d4rl) < len(refs):
-        lines.append(f"score = {SUCCESS.source}")
+    lines += [f"score = {ref}" for ref in (SUCCESS.source, RETURN.source) if ref in refs]
     return "\n".join(lines)
 
 
@@ -81,7 +80,7 @@ def cmd_train(args) -> int:
     for i, cfg in enumerate(jobs):
         if len(jobs) > 1:
             print(f"[job {i + 1}/{len(jobs)}] seed={cfg.seed} agent={cfg.agent.name} "
-                  f"dataset={cfg.env.dataset}", file=sys.stderr)
+                  f"dataset={cfg.env.get('dataset')}", file=sys.stderr)
         results.extend(train(cfg))
     print(results_table(results))
     for r in results:

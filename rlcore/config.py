@@ -79,11 +79,13 @@ def apply_run_defaults(cfg: DictConfig, explicit: set[str]) -> None:
     O-DICE imitation's 500k updates on one expert trajectory; the user's overrides win."""
     for key, value in (cfg.agent.get("run_defaults") or {}).items():
         if key not in explicit:
-            OmegaConf.update(cfg, key, value, merge=False)
+            OmegaConf.update(cfg, key, value, merge=False, force_add=True)   # env.dataset on an env without one
 
 
 def apply_per_dataset(cfg: DictConfig, explicit: set[str]) -> None:
     per_dataset = cfg.agent.get("per_dataset") or {}
+    if not per_dataset or not cfg.env.get("dataset"):
+        return
     dataset = Path(str(cfg.env.dataset)).stem
     for pattern, values in per_dataset.items():
         if fnmatch.fnmatch(dataset, pattern):

@@ -1,6 +1,7 @@
 """The learning-curve figure of a run: the score per evaluation (D4RL normalized; the success
 rate overall and per task for goal-conditioned runs; the success rate and the mean return for
-Meta-World), and the training losses."""
+Meta-World), and the training losses. On-policy runs: the return against environment steps
+(each iteration's sampled episodes, and the evaluations) and the gradient and direction norms."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,6 +17,8 @@ from rlcore.fileio import atomic_write  # noqa: E402
 def plot_run(rows: list[dict], path: Path, title: str) -> Path:
     evals = [r for r in rows if r["kind"] == "eval"]
     train = [r for r in rows if r["kind"] == "train"]
+    if train and "env_steps" in train[-1]:
+        return plot_on_policy_run(train, evals, path, title)
     losses = [k for k in (train[-1] if train else {}) if k.endswith("_loss")]
     fig, axes = plt.subplots(1, 1 + max(1, len(losses)), figsize=(5.5 * (1 + max(1, len(losses))), 4),
                              squeeze=False)
@@ -48,6 +51,30 @@ def plot_run(rows: list[dict], path: Path, title: str) -> Path:
         ax.plot([r["step"] for r in rows], [r[key] for r in rows])
         ax.set(xlabel="updates", ylabel="mean over log interval", title=key)
         ax.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def plot_on_policy_run(train: list[dict], evals: list[dict], path: Path, title: str) -> Path:
+    fig, (ax, norms) = plt.subplots(1, 2, figsize=(11, 4))
+    rows = [r for r in train if "episode_return" in r]
+    ax.plot([r["env_steps"] for r in rows], [r["episode_return"] for r in rows], lw=1,
+            label="sampled episodes")
+    if evals:
+        ax.plot([r["env_steps"] for r in evals], [r["return_mean"] for r in evals], marker="o",
+                ms=3, ls="--", label="evaluation (deterministic)")
+    ax.set(xlabel="environment steps", ylabel="mean return", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    for key in ("grad_norm", "direction_norm", "correction_norm"):
+        rows = [r for r in train if key in r]
+        if rows:
+            norms.plot([r["step"] for r in rows], [r[key] for r in rows], lw=1, label=key)
+    norms.set(xlabel="iteration", ylabel="norm", yscale="log", title="||g_t||, ||d_t||")
+    norms.legend(fontsize=8)
+    norms.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

@@ -39,10 +39,12 @@ class Spec:
     action_dim: int
     goal_dim: int = 0
     seeds: int = 1          # independent copies trained at once (multi-seed agents)
+    discrete: bool = False  # action_dim discrete actions (an index per step), not a vector
 
 
 class Agent(nn.Module):
     multi_seed = True       # False: one seed per process, no seed dimension (online SAC)
+    on_policy = False       # True: learns in iterate(sample) from its own episodes, no buffer
     config_schema: dict = {}  # rules for this agent's own config keys (rlcore.schema)
     update_cycle = 1        # updates after which Python-side state repeats (CUDA-graph capture)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import gymnasium as gym
 import numpy as np
 import torch
 
@@ -38,12 +39,14 @@ class Evaluator:
         returns, lengths = np.zeros(n), np.zeros(n, dtype=np.int64)
         running, success = np.ones(n, dtype=bool), np.zeros(n, dtype=bool)
         reports_success = False
-        low, high = self.env.single_action_space.low, self.env.single_action_space.high
+        space = self.env.single_action_space
+        discrete = isinstance(space, gym.spaces.Discrete)
         shape = (self.seeds, self.episodes, -1) if agent.multi_seed else (n, -1)
         while running.any():
             obs_t = torch.as_tensor(obs, dtype=torch.float32, device=self.device).reshape(shape)
-            action = agent.act(obs_t, deterministic=True).reshape(n, -1).cpu().numpy()
-            obs, reward, terminated, truncated, info = self.env.step(np.clip(action, low, high))
+            action = agent.act(obs_t, deterministic=True).cpu().numpy()
+            action = action.reshape(n) if discrete else np.clip(action.reshape(n, -1), space.low, space.high)
+            obs, reward, terminated, truncated, info = self.env.step(action)
             if "success" in info:          # Meta-World: success at any step counts
                 reports_success = True
                 success |= (np.asarray(info["success"]) > 0) & info.get("_success", True) & running

@@ -62,11 +62,18 @@ SUCCESS = Reference(0.0, 1.0, "success rate (%) of the evaluation episodes (succ
                               "goal-conditioned envs: over their evaluation tasks)")
 
 
+RETURN = Reference(0.0, 100.0, "the undiscounted return (no reference returns for this env "
+                               "or horizon)")
+
+
 def reference_for(score_family: str, metadata: dict | None = None) -> Reference:
     """The dataset's own references when it carries them, else D4RL's for the family; the
-    success rate for goal-conditioned envs (`score: success`)."""
+    success rate for goal-conditioned envs (`score: success`); the return itself for envs
+    without reference returns (`score: return`)."""
     if score_family == "success":
         return SUCCESS
+    if score_family == "return":
+        return RETURN
     metadata = metadata or {}
     if metadata.get("ref_min_score") is not None and metadata.get("ref_max_score") is not None:
         ref_min, ref_max = float(metadata["ref_min_score"]), float(metadata["ref_max_score"])

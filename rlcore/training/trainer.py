@@ -1,7 +1,12 @@
-"""The training loop every agent shares, offline or online.
+"""The training loop every agent shares, whatever its data source:
 
-Each step: (online: one env step into the buffer) -> sample on the device -> agent.update ->
-metrics summed on the device. Every `log_every` steps the sums are read once (the only host
+- a dataset (offline agents): each step samples a batch on the device -> agent.update;
+- an environment's transitions (online off-policy, SAC): one env step into the buffer, then
+  an update (rlcore.training.online);
+- an environment's episodes (on-policy, the policy gradients): each step is one iteration of
+  the method on episodes it samples (rlcore.training.onpolicy), logged against env steps.
+
+Metrics are summed on the device. Every `log_every` steps the sums are read once (the only host
 sync), every `eval_every` steps the policy is evaluated, every `checkpoint_every` steps the
 whole state is saved atomically. With `seeds=K` one agent carries K seeds (rlcore.training.seeds);
 each seed gets its own folder (<run>/seed<k>/: metrics, curve, summary) and result row.
@@ -41,7 +46,7 @@ from rlcore.data.preferences import Labelling, PreferenceSampler, dataset_prefer
 from rlcore.data.transfer import Transfer, source_env_config, transferred_from_source
 from rlcore.data.preprocess import transform_rewards
 from rlcore.registry import AGENTS
-from rlcore.evaluation.scores import Reference, reference_for
+from rlcore.evaluation.scores import RETURN, Reference, reference_for
 from rlcore.training.seeds import build_seeded, resolve_seeds
 
 
@@ -51,13 +56,17 @@ class Setup:
     cfg: DictConfig
     device: torch.device
     agent: Agent
-    buffer: Buffer
+    buffer: Buffer | None           # None for on-policy agents
     dataset: OfflineDataset | None  # None for online agents
     reference: Reference
 
     @property
     def online(self) -> bool:
         return self.dataset is None
+
+    @property
+    def on_policy(self) -> bool:
+        return self.agent.on_policy
 
     def evaluator(self, episodes: int | None = None) -> Evaluator:
         return make_evaluator(self.cfg, episodes or self.cfg.trainer.eval_episodes,
@@ -103,9 +112,50 @@ def build_agent(cfg: DictConfig, spec: Spec, device: torch.device,
     return agent
 
 
+def is_on_policy(cfg: DictConfig) -> bool:
+    return bool(getattr(AGENTS.get(cfg.agent.name), "on_policy", False))
+
+
+def learns_online(cfg: DictConfig) -> bool:
+    """From an environment rather than a dataset: online off-policy or on-policy agents."""
+    return bool(cfg.agent.get("online")) or is_on_policy(cfg)
+
+
+def horizon(cfg: DictConfig) -> int:
+    """An on-policy agent's episode length limit: the env's `on_policy_horizon` (the
+    policy-gradient papers' horizons) or its usual time limit."""
+    return int(cfg.env.get("on_policy_horizon") or cfg.env.max_episode_steps)
+
+
 def gym_kwargs(cfg: DictConfig) -> dict:
     kwargs = cfg.env.get("gym_kwargs")
-    return OmegaConf.to_container(kwargs) if kwargs else {}
+    kwargs = OmegaConf.to_container(kwargs) if kwargs else {}
+    if is_on_policy(cfg) and cfg.env.get("on_policy_horizon"):
+        kwargs["max_episode_steps"] = horizon(cfg)     # evaluation over the training horizon
+    return kwargs
+
+
+def env_spec(cfg: DictConfig) -> Spec:
+    """The Spec of an environment an online agent learns in: a vector of actions, or the
+    number of discrete ones (which only on-policy agents' softmax policies take)."""
+    env = gym.make(cfg.env.gym_id, **gym_kwargs(cfg))
+    obs_space, action_space = env.observation_space, env.action_space
+    env.close()
+    if isinstance(action_space, gym.spaces.Discrete):
+        if not is_on_policy(cfg):
+            raise ConfigError(f"env={cfg.env.name} ({cfg.env.gym_id}) has discrete actions; "
+                              f"agent={cfg.agent.name} acts in continuous ones. Use an on-policy "
+                              "agent (pg, nsgdm, npg_igt, harpg, nharpg)")
+        return Spec(int(np.prod(obs_space.shape)), int(action_space.n), discrete=True)
+    return Spec(int(np.prod(obs_space.shape)), int(np.prod(action_space.shape)))
+
+
+def online_reference(cfg: DictConfig) -> Reference:
+    """D4RL's reference for the env's family, unless an on-policy agent's horizon differs from
+    the one those returns were measured over: then the return itself."""
+    if is_on_policy(cfg) and horizon(cfg) != int(cfg.env.max_episode_steps):
+        return RETURN
+    return reference_for(cfg.env.score)
 
 
 def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool = True) -> Setup:
@@ -115,10 +165,8 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     """
     device = device or resolve_device(cfg.device)
     dataset = None
-    if cfg.agent.get("online"):
-        env = gym.make(cfg.env.gym_id, **gym_kwargs(cfg))
-        spec = Spec(env.observation_space.shape[0], env.action_space.shape[0])
-        env.close()
+    if learns_online(cfg):
+        spec = env_spec(cfg)
     else:
         dataset = load_dataset(str(cfg.env.dataset), cfg.data.transitions, cfg.data.seed,
                                cfg.data.dir, progress=progress)  # dir: where downloads are cached
@@ -126,6 +174,8 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
         goal_dim = dataset.obs_dim if check_goals(cfg) else 0      # OGBench's goals are states
         spec = Spec(dataset.obs_dim, dataset.action_dim, goal_dim)
     agent = build_agent(cfg, spec, device)
+    if agent.on_policy:
+        return Setup(cfg, device, agent, None, None, online_reference(cfg))
     if dataset is None:
         buffer = Buffer(spec.obs_dim, spec.action_dim, cfg.agent.buffer_size, device, cfg.seed)
         return Setup(cfg, device, agent, buffer, None, reference_for(cfg.env.score))
@@ -225,7 +275,7 @@ class RunResult:
 
 def dataset_label(cfg: DictConfig) -> str:
     """`hopper-pd-noisy`, a file's stem (`hopper_medium-v2`), or `hopper-online`."""
-    if cfg.agent.get("online"):
+    if learns_online(cfg):
         return f"{cfg.env.name}-online"
     label = Path(str(cfg.env.dataset)).stem
     if cfg.env.get("expert_episodes"):
@@ -254,14 +304,18 @@ def default_run_dir(cfg: DictConfig) -> Path:
     return path
 
 
-def capture_state(step: int, evals: list, setup: Setup) -> dict:
-    """Everything an exact resume needs: networks, optimizers and every random state."""
+def capture_state(step: int, evals: list, setup: Setup, loop=None) -> dict:
+    """Everything an exact resume needs: networks, optimizers, every random state, and the
+    data loop's own state (an on-policy run's environment steps)."""
     cuda = setup.device.type == "cuda"
+    buffer = setup.buffer
     return {"step": step, "evals": evals, "agent": setup.agent.state_dict(),
             "spec": vars(setup.agent.spec), "reference": vars(setup.reference),
-            "buffer_rng": setup.buffer.rng_state(), "torch_rng": torch.get_rng_state(),
+            "buffer_rng": buffer.rng_state() if buffer is not None else None,
+            "torch_rng": torch.get_rng_state(),
             "cuda_rng": torch.cuda.get_rng_state(setup.device) if cuda else None,
-            "buffer": setup.buffer.contents() if setup.online else None}
+            "buffer": buffer.contents() if setup.online and buffer is not None else None,
+            "loop": loop.state_dict() if hasattr(loop, "state_dict") else None}
 
 
 def restore_state(state: dict, setup: Setup) -> tuple[int, list]:
@@ -269,7 +323,8 @@ def restore_state(state: dict, setup: Setup) -> tuple[int, list]:
     setup.agent.load_state_dict(state["agent"])
     if state.get("buffer") is not None:
         setup.buffer.add(state["buffer"])
-    setup.buffer.set_rng_state(state["buffer_rng"].cpu())
+    if setup.buffer is not None:
+        setup.buffer.set_rng_state(state["buffer_rng"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
     if setup.device.type == "cuda" and state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state(state["cuda_rng"].cpu(), setup.device)
@@ -288,7 +343,12 @@ def save_policy_snapshot(run_dir: Path, step: int, agent: Agent, result: dict) -
 def train(cfg: DictConfig) -> list[RunResult]:
     """Train one agent (one result) or `seeds=K` agents at once (one result per seed)."""
     device = resolve_device(cfg.device)
-    if not cfg.agent.get("online"):             # an unknown dataset fails before any folder exists
+    if not learns_online(cfg):                  # an unknown dataset fails before any folder exists
+        if not cfg.env.get("dataset"):
+            on_policy = [n for n in AGENTS.names() if AGENTS.get(n).on_policy]
+            raise ConfigError(f"env={cfg.env.name} has no dataset for agent={cfg.agent.name} to "
+                              f"learn from; it is for agents that learn online: "
+                              f"{', '.join(on_policy)} (or give env.dataset=...)")
         check_goals(cfg)
         learns_from_preferences(cfg)
         for name in (cfg.env.dataset, cfg.env.get("suboptimal")):
@@ -303,7 +363,10 @@ def train(cfg: DictConfig) -> list[RunResult]:
     agent, buffer = setup.agent, setup.buffer
     report_transfer(run_dir, buffer)
     evaluator = setup.evaluator(t.eval_episodes)
-    mode = resolve_mode(t.compile, device, t.steps)
+    mode = "eager" if setup.on_policy else resolve_mode(t.compile, device, t.steps)
+    if setup.on_policy and t.compile not in ("auto", "eager"):
+        raise ConfigError(f"trainer.compile={t.compile}: an on-policy agent's iteration runs "
+                          "episodes in the environment between its steps; use auto or eager")
     adam = t.get("captured_adam", DEFAULT_CAPTURED_ADAM)   # run folders from before the option
     check_captured_adam(adam)
     set_matmul_precision(t.get("matmul_precision", "highest"))
@@ -311,15 +374,22 @@ def train(cfg: DictConfig) -> list[RunResult]:
     start, evals = 0, [[] for _ in seeds]       # evals[k]: seed k's evaluations
     phase_starts = set(agent.phase_starts())
     dirs = seed_dirs(run_dir, seeds)
-    checkpoint = latest_checkpoint(run_dir)
+    checkpoint, restored = latest_checkpoint(run_dir), None
     if checkpoint is not None:                  # before any capture: it replaces optimizer state
-        start, evals = restore_state(load_checkpoint(checkpoint, device), setup)
+        restored = load_checkpoint(checkpoint, device)
+        start, evals = restore_state(restored, setup)
         for d in dirs:
             truncate_metrics(d, start)
     elif cfg.resume:
         print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
 
-    if setup.online:
+    if setup.on_policy:
+        from rlcore.training.onpolicy import OnPolicyLoop
+        per_call = 1                            # one iteration per training step
+        step_fn = OnPolicyLoop(setup, horizon(cfg), gym_kwargs(cfg))
+        if restored is not None and restored.get("loop"):
+            step_fn.load_state_dict(restored["loop"])
+    elif setup.online:
         from rlcore.training.online import OnlineCollector
         per_call = 1                            # one update per environment step
         if t.get("updates_per_call") not in (None, "auto", 1):
@@ -344,7 +414,8 @@ def train(cfg: DictConfig) -> list[RunResult]:
     if mode != "eager":
         how = "torch.compile" + (f", {per_call} updates per CUDA graph" if mode == "cudagraphs" else "")
         print(f"{title}: compiling the update ({how}; the first steps wait for it)", file=sys.stderr)
-    bar = progress_bar(total=t.steps, initial=start, desc=title, unit="upd", disable=not t.progress)
+    bar = progress_bar(total=t.steps, initial=start, desc=title,
+                       unit="it" if setup.on_policy else "upd", disable=not t.progress)
     if evals[0]:
         bar.set_postfix(score=mean_score([e[-1] for e in evals]))
     sums: dict[str, torch.Tensor] = {}
@@ -375,14 +446,17 @@ def train(cfg: DictConfig) -> list[RunResult]:
                 sums, counts, count, updates = {}, {}, 0, 0
             if step % t.eval_every == 0 or step == t.steps:
                 results = evaluator(agent, [s * 1_000_003 + step for s in seeds])
+                progress = getattr(step_fn, "progress", dict)()   # on-policy: env steps so far
+                results = [{**r, **progress} for r in results]
                 for logger, history, result in zip(loggers, evals, results):
                     history.append({"step": step, **result})
                     logger.log("eval", step, result)
                 bar.set_postfix(score=mean_score(results))
-                if setup.online:  # behaviour-policy snapshots, e.g. to pick a "medium" one
+                if setup.online and not setup.on_policy:  # behaviour-policy snapshots (SAC)
                     save_policy_snapshot(run_dir, step, agent, results[0])
             if step % t.checkpoint_every == 0 or step == t.steps:
-                save_checkpoint(run_dir, step, capture_state(step, evals, setup), t.keep_checkpoints)
+                save_checkpoint(run_dir, step, capture_state(step, evals, setup, step_fn),
+                                t.keep_checkpoints)
             if count == 0:
                 tick = time.perf_counter()  # updates/s excludes evaluation and saving
             bar.update(per_call)

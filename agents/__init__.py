@@ -1,3 +1,4 @@
 """Agents, one module per method family; importing this package registers them all."""
-from rlcore.agents import (a2pr, bc, cpl, fdvl, gcbc, gcdt, gciql, gcivl, hiql, iql, odice,  # noqa: F401
-                           pearl, piql, recoil, sac, sft, smore, td3bc)
+from rlcore.agents import (a2pr, bc, cpl, fdvl, gcbc, gcdt, gciql, gcivl, harpg, hiql,  # noqa: F401
+                           iql, npg_igt, nsgdm, odice, pearl, pg, piql, recoil, sac, sft, smore,
+                           td3bc)

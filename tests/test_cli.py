@@ -35,11 +35,12 @@ def test_help_and_list(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["agent=odise"], "unknown agent 'odise'; valid agents: a2pr, bc, bc_all, cpl, fdvl, gcbc, gcdt, gciql, "
-                         "gcivl, hiql, iql, odice, odice_il, pearl, piql, recoil, rvs, sac, sft, smore, td3bc"),
-    (["env=hoper"], "unknown env 'hoper'; valid envs: ant, cube-single, halfcheetah, hopper, "
-                       "metaworld-bin-picking, metaworld-button-press-topdown, metaworld-door-open, "
+                         "gcivl, harpg, hiql, iql, nharpg, npg_igt, nsgdm, odice, odice_il, pearl, pg, "
+                         "piql, recoil, rvs, sac, sft, smore, td3bc"),
+    (["env=hoper"], "unknown env 'hoper'; valid envs: acrobot, ant, cartpole, cube-single, halfcheetah, hopper, "
+                       "humanoid, metaworld-bin-picking, metaworld-button-press-topdown, metaworld-door-open, "
                        "metaworld-drawer-open, metaworld-plate-slide, metaworld-sweep-into, "
-                       "pointmaze-large, pointmaze-medium, walker2d"),
+                       "pointmaze-large, pointmaze-medium, reacher, swimmer, walker2d"),
     (["env.dataset=hopper-mediun"], "unknown dataset 'hopper-mediun'; valid: "),
     (["trainer.stepz=5"], "trainer.stepz"),
     (["seed=0,1"], "multirun"),

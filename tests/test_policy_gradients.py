@@ -180,6 +180,14 @@ def test_harpg_corrects_at_a_point_between_the_last_two_iterates(monkeypatch):
     assert torch.allclose(a.direction, (1 - eta) * (d0 + correction) + eta * g1, atol=1e-6)
 
 
+def test_a_diverged_direction_stops_the_run_with_what_to_change():
+    from rlcore.agent.policy_gradient import TrainingDiverged
+    a = make("harpg")
+    a.direction.fill_(float("inf"))
+    with pytest.raises(TrainingDiverged, match="lower agent.gamma_0"):
+        a.ascend(0.1, normalized=False)
+
+
 def test_an_on_policy_agent_has_no_batch_update():
     with pytest.raises(TypeError, match="on-policy"):
         make("pg").update(None)

@@ -27,9 +27,14 @@ from torch.func import functional_call, grad, jvp
 from rlcore.agent import Agent, Spec
 from rlcore.agent.nets import MLP
 from rlcore.data.episodes import EpisodeBatch
+from rlcore.errors import UserError
 from rlcore.schema import choice, count, flag, positive
 
 Sampler = Callable[[int], EpisodeBatch]
+
+
+class TrainingDiverged(UserError, FloatingPointError):
+    """The iterates left the finite numbers: the step size is too large for the task."""
 
 POLICY_GRADIENT_RULES = {"batch_steps": count(1), "gamma_0": positive(), "eta_0": positive(),
                          "init_std": positive(), "max_envs": count(1), "momentum": flag(),
@@ -237,6 +242,10 @@ class PolicyGradientAgent(Agent):
         The norm is over the whole parameter vector."""
         theta = self.theta
         norm = self.direction.norm()
+        if not torch.isfinite(norm):
+            raise TrainingDiverged(
+                f"{type(self).__name__} diverged at iteration {self.iteration}: its direction d_t "
+                f"is {norm.item()}; lower agent.gamma_0 (now {self.cfg.gamma_0})")
         self.previous.copy_(theta)
         self.theta = theta + step_size * (self.direction / norm if normalized else self.direction)
         return norm

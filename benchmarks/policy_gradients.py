@@ -18,6 +18,11 @@ finished runs. Outputs, from the runs' metrics:
   whole run (the area under the curve: how fast it learns), the final deterministic evaluation,
   and wall-clock seconds per iteration, with the part spent in the environment.
 
+`--timing N` instead runs every agent for N iterations per env, one after another in this one
+process (seed 0, same overrides), and writes OUT-timing.md: seconds per iteration side by side,
+split into sampling (every batch, HARPG's Hessian batch included) and the rest (gradients, the
+Hessian-vector product, the baseline fit), undisturbed by other runs.
+
 `--override` takes KEY=VALUE for every cell, AGENT:KEY=VALUE for one agent, ENV/AGENT:KEY=VALUE
 for one agent on one env (a step size tuned per task).
 """
@@ -192,6 +197,34 @@ def write_table(summary: dict, args) -> str:
     return "\n".join(lines)
 
 
+def timing(args) -> str:
+    import tempfile
+
+    from rlcore.config import load_config
+    from rlcore.training.trainer import train
+    lines = [f"Measured {label()}: {args.timing} iterations per agent, seed 0, one process, "
+             "agents one after another.", "",
+             "| env | agent | s / iteration | sampling | the rest | env steps / iteration | overrides |",
+             "|---|---|---|---|---|---|---|"]
+    with tempfile.TemporaryDirectory() as tmp:
+        for env in args.envs:
+            for agent in args.agents:
+                extra = overrides_for(env, agent, args.override)
+                folder = Path(tmp) / env / agent
+                train(load_config([f"agent={agent}", f"env={env}", f"trainer.steps={args.timing}",
+                                   f"trainer.eval_every={10 * args.timing}", "trainer.eval_episodes=1",
+                                   "trainer.progress=false", f"run_dir={folder}", *extra]))
+                rows = [json.loads(line) for line in open(folder / "metrics.jsonl")]
+                rows = [r for r in rows if r["kind"] == "train"]
+                steps = np.diff([0] + [r["env_steps"] for r in rows]).mean()
+                rows = rows[1:]                                          # the first warms up
+                total = np.mean([r["iteration_s"] for r in rows])
+                sampling = np.mean([r["sample_s"] for r in rows])
+                lines.append(f"| {env} | {NAMES.get(agent, agent)} | {total:.3f} | {sampling:.3f} | "
+                             f"{total - sampling:.3f} | {steps:.0f} | {' '.join(extra) or '-'} |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--envs", nargs="+", default=["cartpole", "hopper", "halfcheetah"])
@@ -205,7 +238,15 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default="policy-gradients")
     parser.add_argument("--shard", default="0/1", metavar="I/N")
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--timing", type=int, default=0, metavar="N")
     args = parser.parse_args(argv)
+    if args.timing:
+        table = timing(args)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.with_name(f"{out.name}-timing.md").write_text(table + "\n")
+        print(table)
+        return 0
     if not args.plot_only:
         index, count = map(int, args.shard.split("/"))
         for k, (env, agent, seed) in enumerate(cells(args)):

@@ -1,4 +1,5 @@
-"""rlcore: offline and goal-conditioned reinforcement learning on PyTorch.
+"""rlcore: offline, goal-conditioned, preference-based and on-policy reinforcement learning on
+PyTorch.
 
     import rlcore
     setup = rlcore.make("odice", "hopper", "trainer.steps=20000", seed=1)   # agent + buffer
@@ -7,6 +8,7 @@
     print(setup.evaluate(episodes=10))            # returns and D4RL normalized score
     [result] = rlcore.train("odice", "hopper", "trainer.steps=20000")     # the CLI's loop
     results = rlcore.train("odice", "hopper", "trainer.steps=20000", seeds=4)  # 4 seeds at once
+    loop = rlcore.make("nharpg", "cartpole").on_policy_loop()   # on-policy: loop(t), t = 1, 2, ...
 """
 from __future__ import annotations
 

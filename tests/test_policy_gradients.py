@@ -297,6 +297,25 @@ def test_bad_settings_get_a_clear_error(tmp_path, overrides, message):
         train(load_config([*overrides, f"run_dir={tmp_path}", "trainer.progress=false"]))
 
 
+def test_the_python_api_runs_an_on_policy_agent_s_iterations():
+    import rlcore
+    setup = rlcore.make("npg_igt", "cartpole", *TINY, "agent.batch_steps=200")
+    assert setup.buffer is None
+    loop = setup.on_policy_loop()
+    try:
+        before = setup.agent.theta
+        for t in (1, 2):
+            metrics = loop(t)
+        stats = loop.stats()
+    finally:
+        loop.close()
+    assert not torch.equal(before, setup.agent.theta) and set(metrics) >= {"grad_norm", "momentum"}
+    assert stats["env_steps"] >= 400 and stats["episode_return"] > 0
+    assert setup.evaluate(episodes=2)["return_mean"] > 0
+    with pytest.raises(TypeError, match="not on-policy"):
+        rlcore.make("sac", "hopper").on_policy_loop()
+
+
 def test_halfcheetah_s_shorter_horizon_is_scored_by_its_return_and_hopper_by_d4rl():
     from rlcore.training.trainer import horizon, online_reference
     cheetah = load_config(["agent=pg", "env=halfcheetah"])

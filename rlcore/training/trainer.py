@@ -72,6 +72,15 @@ class Setup:
         return make_evaluator(self.cfg, episodes or self.cfg.trainer.eval_episodes,
                               self.reference, self.device, self.agent.spec)
 
+    def on_policy_loop(self):
+        """An on-policy agent's iterations as the trainer runs them: `loop(t)` samples the
+        episodes iteration t needs and steps; `loop.stats()` the returns and env steps."""
+        from rlcore.training.onpolicy import OnPolicyLoop
+        if not self.on_policy:
+            raise TypeError(f"{self.cfg.agent.name} is not on-policy: it updates from its "
+                            "buffer, agent.update(agent.sample(buffer, batch_size))")
+        return OnPolicyLoop(self, horizon(self.cfg), gym_kwargs(self.cfg))
+
     def evaluate(self, episodes: int | None = None, seed: int = 0) -> dict | list[dict]:
         """Returns, lengths and D4RL scores: a dict, or one per seed for a K-seed agent."""
         evaluator = self.evaluator(episodes)
@@ -384,9 +393,8 @@ def train(cfg: DictConfig) -> list[RunResult]:
         print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
 
     if setup.on_policy:
-        from rlcore.training.onpolicy import OnPolicyLoop
         per_call = 1                            # one iteration per training step
-        step_fn = OnPolicyLoop(setup, horizon(cfg), gym_kwargs(cfg))
+        step_fn = setup.on_policy_loop()
         if restored is not None and restored.get("loop"):
             step_fn.load_state_dict(restored["loop"])
     elif setup.online:

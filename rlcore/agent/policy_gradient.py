@@ -242,12 +242,14 @@ class PolicyGradientAgent(Agent):
         The norm is over the whole parameter vector."""
         theta = self.theta
         norm = self.direction.norm()
-        if not torch.isfinite(norm):
+        new = theta + step_size * (self.direction / norm if normalized else self.direction)
+        if not torch.isfinite(new).all():
             raise TrainingDiverged(
-                f"{type(self).__name__} diverged at iteration {self.iteration}: its direction d_t "
-                f"is {norm.item()}; lower agent.gamma_0 (now {self.cfg.gamma_0})")
+                f"{type(self).__name__} diverged at iteration {self.iteration}: ||d_t|| = "
+                f"{norm.item():.3g} takes the parameters past the finite numbers; lower "
+                f"agent.gamma_0 (now {self.cfg.gamma_0})")
         self.previous.copy_(theta)
-        self.theta = theta + step_size * (self.direction / norm if normalized else self.direction)
+        self.theta = new
         return norm
 
     def finish(self, batch: EpisodeBatch, g: torch.Tensor, norm: torch.Tensor,

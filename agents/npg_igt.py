@@ -40,10 +40,7 @@ class NPGIGT(PolicyGradientAgent):
         g = self.gradient(batch)
         self.theta = theta
         eta = self.momentum(t)
-        if t == 0:
-            self.direction.copy_(g)
-        else:
-            self.direction.mul_(1 - eta).add_(eta * g)
+        self.average_in(g, eta, t)
         norm = self.ascend(self.step_size(t), normalized=True)
         self.previous_eta = eta
         return self.finish(batch, g, norm, self.step_size(t), eta)

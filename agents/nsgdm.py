@@ -31,9 +31,6 @@ class NormalizedMomentumPG(PolicyGradientAgent):
         batch = sample(self.cfg.batch_steps)
         g = self.gradient(batch)
         eta = self.momentum(t)
-        if t == 0:
-            self.direction.copy_(g)
-        else:
-            self.direction.mul_(1 - eta).add_(eta * g)
+        self.average_in(g, eta, t)
         norm = self.ascend(self.step_size(t), normalized=True)
         return self.finish(batch, g, norm, self.step_size(t), eta)

@@ -237,6 +237,13 @@ class PolicyGradientAgent(Agent):
         self.iteration += 1
         return self.iteration
 
+    def average_in(self, g: torch.Tensor, eta: float, t: int) -> None:
+        """Momentum: d_t = (1 - eta_t) d_{t-1} + eta_t g_t, with d_0 = g_0."""
+        if t == 0:
+            self.direction.copy_(g)
+        else:
+            self.direction.mul_(1 - eta).add_(eta * g)
+
     def ascend(self, step_size: float, normalized: bool) -> torch.Tensor:
         """theta_{t+1} = theta_t + gamma d_t / ||d_t|| (or gamma d_t); theta_t becomes `previous`.
         The norm is over the whole parameter vector."""

@@ -261,6 +261,9 @@ def test_pg_learns_cartpole_and_logs_return_against_environment_steps(tmp_path):
     assert last > 2 * first, (first, last)
     assert result.last_score == result.last_return > first         # score: the return itself
     assert (tmp_path / "curve.png").stat().st_size > 10_000
+    from rlcore.evaluation.run import evaluate_run                  # `rlcore eval` of the folder
+    again = evaluate_run(tmp_path, episodes=3, device="cpu")
+    assert again["dataset"] == "cartpole-online" and 0 < again["length_mean"] <= 200   # horizon
 
 
 @pytest.mark.slow

@@ -13,7 +13,7 @@ from rlcore.errors import UserError
 from rlcore.fileio import atomic_write_text
 from rlcore.evaluation.scores import Reference
 from rlcore.training.seeds import resolve_seeds
-from rlcore.training.trainer import build_agent, make_evaluator
+from rlcore.training.trainer import build_agent, dataset_label, make_evaluator
 
 
 def run_config_and_checkpoint(run_dir: Path, checkpoint: str | None = None):
@@ -41,7 +41,7 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, checkpoint: str | N
     finally:
         evaluator.close()
     result = {"run_dir": str(run_dir), "checkpoint": path.name, "step": state["step"],
-              "agent": cfg.agent.name, "dataset": str(cfg.env.dataset), "env_seed": seed,
+              "agent": cfg.agent.name, "dataset": str(cfg.env.get("dataset") or dataset_label(cfg)), "env_seed": seed,
               "reference": reference.source}
     if len(per_seed) == 1:
         result.update(per_seed[0])

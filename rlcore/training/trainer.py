@@ -125,6 +125,10 @@ def is_on_policy(cfg: DictConfig) -> bool:
     return bool(getattr(AGENTS.get(cfg.agent.name), "on_policy", False))
 
 
+def on_policy_agents() -> str:
+    return ", ".join(n for n in AGENTS.names() if AGENTS.get(n).on_policy)
+
+
 def learns_online(cfg: DictConfig) -> bool:
     """From an environment rather than a dataset: online off-policy or on-policy agents."""
     return bool(cfg.agent.get("online")) or is_on_policy(cfg)
@@ -154,7 +158,7 @@ def env_spec(cfg: DictConfig) -> Spec:
         if not is_on_policy(cfg):
             raise ConfigError(f"env={cfg.env.name} ({cfg.env.gym_id}) has discrete actions; "
                               f"agent={cfg.agent.name} acts in continuous ones. Use an on-policy "
-                              "agent (pg, nsgdm, npg_igt, harpg, nharpg)")
+                              f"agent: {on_policy_agents()}")
         return Spec(int(np.prod(obs_space.shape)), int(action_space.n), discrete=True)
     return Spec(int(np.prod(obs_space.shape)), int(np.prod(action_space.shape)))
 
@@ -354,10 +358,9 @@ def train(cfg: DictConfig) -> list[RunResult]:
     device = resolve_device(cfg.device)
     if not learns_online(cfg):                  # an unknown dataset fails before any folder exists
         if not cfg.env.get("dataset"):
-            on_policy = [n for n in AGENTS.names() if AGENTS.get(n).on_policy]
             raise ConfigError(f"env={cfg.env.name} has no dataset for agent={cfg.agent.name} to "
                               f"learn from; it is for agents that learn online: "
-                              f"{', '.join(on_policy)} (or give env.dataset=...)")
+                              f"{on_policy_agents()} (or give env.dataset=...)")
         check_goals(cfg)
         learns_from_preferences(cfg)
         for name in (cfg.env.dataset, cfg.env.get("suboptimal")):

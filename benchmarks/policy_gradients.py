@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -171,7 +172,13 @@ def label() -> str:
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                             text=True).stdout.strip() or "unknown"
     cpu = platform.processor() or platform.machine()
-    return f"{date.today().isoformat()}, commit {commit}, {cpu}, torch {torch.__version__}"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{date.today().isoformat()}, commit {commit}, {cpu} ({os.cpu_count()} cores), "
+            f"torch {torch.__version__}")
 
 
 def write_table(summary: dict, args) -> str:
@@ -258,8 +265,8 @@ def main(argv=None) -> int:
     for env in summary:
         write_plot(env, args, out.with_name(f"{out.name}-{env}.png"))
     table = write_table(summary, args)
-    out.with_suffix(".md").write_text(table + "\n")
-    out.with_suffix(".json").write_text(json.dumps({"label": label(), "cells": summary}, indent=1))
+    out.with_name(f"{out.name}.md").write_text(table + "\n")
+    out.with_name(f"{out.name}.json").write_text(json.dumps({"label": label(), "cells": summary}, indent=1))
     print(table)
     return 0
 

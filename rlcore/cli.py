@@ -56,7 +56,7 @@ def results_table(results) -> str:
 
 def cmd_train(args) -> int:
     from rlcore.config import apply_overrides, expand_sweeps, load_config
-    from rlcore.training.trainer import train
+    from rlcore.training.trainer import dataset_label, train
 
     resume = [o for o in args.overrides if o.startswith("resume=")]
     if resume:
@@ -80,7 +80,7 @@ def cmd_train(args) -> int:
     for i, cfg in enumerate(jobs):
         if len(jobs) > 1:
             print(f"[job {i + 1}/{len(jobs)}] seed={cfg.seed} agent={cfg.agent.name} "
-                  f"dataset={cfg.env.get('dataset')}", file=sys.stderr)
+                  f"dataset={dataset_label(cfg)}", file=sys.stderr)
         results.extend(train(cfg))
     print(results_table(results))
     for r in results:

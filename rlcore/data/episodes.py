@@ -113,11 +113,10 @@ class EpisodeSampler:
                 out[k, :len(ep[key])] = np.asarray(ep[key])
             return torch.as_tensor(out, device=self.device)
 
-        mask = torch.zeros(len(episodes), longest, dtype=torch.bool)
-        for k, ep in enumerate(episodes):
-            mask[k, :len(ep["r"])] = True
+        lengths = torch.tensor([len(ep["r"]) for ep in episodes], device=self.device)
+        mask = torch.arange(longest, device=self.device) < lengths[:, None]
         return EpisodeBatch(padded("o", np.float32), padded("a", np.int64 if discrete else np.float32),
-                            padded("r", np.float32), mask.to(self.device))
+                            padded("r", np.float32), mask)
 
     def close(self) -> None:
         for env in self.envs.values():

@@ -23,10 +23,26 @@ EPILOG = """examples:
 """
 
 
+def cost_table(results) -> str:
+    """Simulator runs: the kept policy's test cost per period, the known optimum and the gap."""
+    header = (f"{'agent':<10} {'setting':<34} {'seed':>5} {'steps':>7} {'best dev':>9} "
+              f"{'test cost':>10} {'optimum':>8} {'gap %':>7}")
+    lines = [header, "-" * len(header)]
+    for r in results:
+        gap = 100 * (r.test_cost - r.optimum) / r.optimum if r.optimum == r.optimum else float("nan")
+        lines.append(f"{r.agent:<10} {r.dataset:<34} {r.seed:>5} {r.steps:>7} {r.best_score:>9.4f} "
+                     f"{r.test_cost:>10.4f} {r.optimum:>8.4f} {gap:>7.2f}")
+    lines.append("cost per period and store; test: the policy with the best dev cost, warm-up "
+                 "periods left out (nan: no known optimum for the setting)")
+    return "\n".join(lines)
+
+
 def results_table(results) -> str:
     """agent | dataset | seed | steps | last | best (| last return, for success-scored runs),
     plus mean +- std over seeds per group."""
-    from rlcore.evaluation.scores import RETURN, SUCCESS
+    from rlcore.evaluation.scores import COST, RETURN, SUCCESS
+    if results and all(r.reference == COST.source for r in results):
+        return cost_table(results)
     returns = any(r.reference == SUCCESS.source for r in results)
     header = f"{'agent':<10} {'dataset':<24} {'seed':>6} {'steps':>9} {'last score':>11} {'best score':>11}"
     header += f" {'last return':>12}" if returns else ""

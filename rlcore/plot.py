@@ -19,6 +19,8 @@ def plot_run(rows: list[dict], path: Path, title: str) -> Path:
     train = [r for r in rows if r["kind"] == "train"]
     if train and "env_steps" in train[-1]:
         return plot_on_policy_run(train, evals, path, title)
+    if evals and "cost" in evals[0]:
+        return plot_cost_run(rows, path, title)
     losses = [k for k in (train[-1] if train else {}) if k.endswith("_loss")]
     fig, axes = plt.subplots(1, 1 + max(1, len(losses)), figsize=(5.5 * (1 + max(1, len(losses))), 4),
                              squeeze=False)
@@ -75,6 +77,37 @@ def plot_on_policy_run(train: list[dict], evals: list[dict], path: Path, title: 
     norms.set(xlabel="iteration", ylabel="norm", yscale="log", title="||g_t||, ||d_t||")
     norms.legend(fontsize=8)
     norms.grid(alpha=0.3)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
+def plot_cost_run(rows: list[dict], path: Path, title: str) -> Path:
+    """A simulator run: training and dev cost per period against gradient steps, the known
+    optimum as a line and the kept policy's test cost as a star."""
+    train = [r for r in rows if r["kind"] == "train" and "cost" in r]
+    evals = [r for r in rows if r["kind"] == "eval"]
+    test = [r for r in rows if r["kind"] == "test"]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    if train:
+        ax.plot([r["step"] for r in train], [r["cost"] for r in train], lw=1, alpha=0.7,
+                label="train batch (after warm-up)")
+    ax.plot([r["step"] for r in evals], [r["cost"] for r in evals], marker="o", ms=2.5, label="dev")
+    if test:
+        last = test[-1]
+        ax.plot([last.get("best_step", last["step"])], [last["test_cost"]], "*", ms=12,
+                label=f"test {last['test_cost']:.3f} (kept policy)")
+        if "optimum" in last:
+            ax.axhline(last["optimum"], color="k", ls="--", lw=1,
+                       label=f"optimum {last['optimum']:.3f} (gap {last['gap_pct']:.2f}%)")
+    costs = [r["cost"] for r in evals] + [r["cost"] for r in train]
+    if costs:                     # the start is often far above: show the end of the curve
+        low = min(costs + ([test[-1]["optimum"]] if test and "optimum" in test[-1] else []))
+        ax.set_ylim(low * 0.98, min(max(costs), low * 1.5))
+    ax.set(xlabel="gradient steps", ylabel="cost per period and store", title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)

@@ -40,6 +40,7 @@ class Spec:
     goal_dim: int = 0
     seeds: int = 1          # independent copies trained at once (multi-seed agents)
     discrete: bool = False  # action_dim discrete actions (an index per step), not a vector
+    problem: dict | None = None  # a simulator's problem (rlcore.envs.inventory), plain values
 
 
 class Agent(nn.Module):

@@ -40,6 +40,7 @@ class Reference:
     ref_min: float
     ref_max: float
     source: str  # e.g. "D4RL hopper" or "dataset metadata"
+    lower_is_better: bool = False   # a cost
 
     def normalize(self, returns) -> np.ndarray:
         returns = np.asarray(returns, dtype=np.float64)
@@ -60,6 +61,10 @@ def d4rl_reference(name: str) -> Reference:
 
 SUCCESS = Reference(0.0, 1.0, "success rate (%) of the evaluation episodes (success at any step; "
                               "goal-conditioned envs: over their evaluation tasks)")
+
+
+COST = Reference(0.0, 100.0, "cost per period and store on the dev scenarios (lower is better)",
+                 lower_is_better=True)
 
 
 RETURN = Reference(0.0, 100.0, "the undiscounted return (no reference returns for this env "

@@ -4,7 +4,10 @@
 - an environment's transitions (online off-policy, SAC): one env step into the buffer, then
   an update (rlcore.training.online);
 - an environment's episodes (on-policy, the policy gradients): each step is one iteration of
-  the method on episodes it samples (rlcore.training.onpolicy), logged against env steps.
+  the method on episodes it samples (rlcore.training.onpolicy), logged against env steps;
+- a simulator (HDPO): each step is a gradient step on a batch of simulated scenarios, the dev
+  set's cost picks the policy kept and stops the run early, the test set reports it
+  (rlcore.training.simulation).
 
 Metrics are summed on the device. Every `log_every` steps the sums are read once (the only host
 sync), every `eval_every` steps the policy is evaluated, every `checkpoint_every` steps the
@@ -46,7 +49,7 @@ from rlcore.data.preferences import Labelling, PreferenceSampler, dataset_prefer
 from rlcore.data.transfer import Transfer, source_env_config, transferred_from_source
 from rlcore.data.preprocess import transform_rewards
 from rlcore.registry import AGENTS
-from rlcore.evaluation.scores import RETURN, Reference, reference_for
+from rlcore.evaluation.scores import COST, RETURN, Reference, reference_for
 from rlcore.training.seeds import build_seeded, resolve_seeds
 
 
@@ -68,7 +71,15 @@ class Setup:
     def on_policy(self) -> bool:
         return self.agent.on_policy
 
+    @property
+    def simulates(self) -> bool:
+        return bool(getattr(self.agent, "simulates", False))
+
     def evaluator(self, episodes: int | None = None) -> Evaluator:
+        if self.simulates:                      # the dev set's cost per period
+            from rlcore.evaluation.costs import CostEvaluator
+            from rlcore.training.simulation import scenario_set
+            return CostEvaluator(scenario_set(self.cfg, self.agent.problem, "dev", self.device))
         return make_evaluator(self.cfg, episodes or self.cfg.trainer.eval_episodes,
                               self.reference, self.device, self.agent.spec)
 
@@ -119,6 +130,22 @@ def build_agent(cfg: DictConfig, spec: Spec, device: torch.device,
     agent = build_seeded(lambda s: cls(s, cfg.agent), spec, seeds, cls.multi_seed).to(device)
     agent.begin_phase(0)
     return agent
+
+
+def simulates(cfg: DictConfig) -> bool:
+    """Whether the run learns from a simulator; a clear error when agent and env disagree."""
+    agent_sim = bool(getattr(AGENTS.get(cfg.agent.name), "simulates", False))
+    env_sim = bool(cfg.env.get("simulator"))
+    sim_agents = [n for n in AGENTS.names() if getattr(AGENTS.get(n), "simulates", False)]
+    if agent_sim and not env_sim:
+        raise ConfigError(f"agent={cfg.agent.name} learns from a simulator; env={cfg.env.name} is "
+                          "not one. Use an inventory env: inventory-one-store-lost, "
+                          "inventory-one-store-backlogged, inventory-serial, inventory-one-warehouse")
+    if env_sim and not agent_sim:
+        raise ConfigError(f"env={cfg.env.name} is a simulator (no dataset, no Gymnasium env); "
+                          f"agent={cfg.agent.name} does not learn from one: use "
+                          f"{', '.join(sim_agents)}")
+    return agent_sim
 
 
 def is_on_policy(cfg: DictConfig) -> bool:
@@ -178,6 +205,11 @@ def prepare(cfg: DictConfig, device: torch.device | None = None, progress: bool 
     """
     device = device or resolve_device(cfg.device)
     dataset = None
+    if simulates(cfg):
+        from rlcore.envs.inventory import InventoryProblem
+        problem = InventoryProblem.from_config(cfg.env)
+        agent = build_agent(cfg, Spec(0, problem.n_stores, problem=problem.to_dict()), device)
+        return Setup(cfg, device, agent, None, None, COST)
     if learns_online(cfg):
         spec = env_spec(cfg)
     else:
@@ -284,10 +316,14 @@ class RunResult:
     best_score: float
     reference: str
     last_return: float = float("nan")    # the mean return at the last evaluation
+    test_cost: float = float("nan")      # simulators: the kept policy's cost on the test set
+    optimum: float = float("nan")        # the setting's known optimal cost, where there is one
 
 
 def dataset_label(cfg: DictConfig) -> str:
     """`hopper-pd-noisy`, a file's stem (`hopper_medium-v2`), or `hopper-online`."""
+    if cfg.env.get("simulator"):
+        return simulator_label(cfg.env)
     if learns_online(cfg):
         return f"{cfg.env.name}-online"
     label = Path(str(cfg.env.dataset)).stem
@@ -296,6 +332,13 @@ def dataset_label(cfg: DictConfig) -> str:
         if cfg.env.get("suboptimal"):
             label += "+" + Path(str(cfg.env.suboptimal)).stem
     return label
+
+
+def simulator_label(env: DictConfig) -> str:
+    """`inventory-one-store-lost-p9-L4`, `inventory-one-warehouse-5stores`."""
+    if env.get("setting") == "one_warehouse":
+        return f"{env.name}-{env.stores}stores"
+    return f"{env.name}-p{env.p:g}-L{env.lead_time}"
 
 
 def seed_label(seeds: list[int]) -> str:
@@ -356,7 +399,7 @@ def save_policy_snapshot(run_dir: Path, step: int, agent: Agent, result: dict) -
 def train(cfg: DictConfig) -> list[RunResult]:
     """Train one agent (one result) or `seeds=K` agents at once (one result per seed)."""
     device = resolve_device(cfg.device)
-    if not learns_online(cfg):                  # an unknown dataset fails before any folder exists
+    if not simulates(cfg) and not learns_online(cfg):                  # an unknown dataset fails before any folder exists
         if not cfg.env.get("dataset"):
             raise ConfigError(f"env={cfg.env.name} has no dataset for agent={cfg.agent.name} to "
                               f"learn from; it is for agents that learn online: "
@@ -375,10 +418,11 @@ def train(cfg: DictConfig) -> list[RunResult]:
     agent, buffer = setup.agent, setup.buffer
     report_transfer(run_dir, buffer)
     evaluator = setup.evaluator(t.eval_episodes)
-    mode = "eager" if setup.on_policy else resolve_mode(t.compile, device, t.steps)
-    if setup.on_policy and t.compile not in ("auto", "eager"):
-        raise ConfigError(f"trainer.compile={t.compile}: an on-policy agent's iteration runs "
-                          "episodes in the environment between its steps; use auto or eager")
+    looped = setup.on_policy or setup.simulates     # the agent runs its own data between steps
+    mode = "eager" if looped else resolve_mode(t.compile, device, t.steps)
+    if looped and t.compile not in ("auto", "eager"):
+        raise ConfigError(f"trainer.compile={t.compile}: agent={cfg.agent.name} runs episodes or "
+                          "simulations between its steps, not a batch update; use auto or eager")
     adam = t.get("captured_adam", DEFAULT_CAPTURED_ADAM)   # run folders from before the option
     check_captured_adam(adam)
     set_matmul_precision(t.get("matmul_precision", "highest"))
@@ -395,9 +439,13 @@ def train(cfg: DictConfig) -> list[RunResult]:
     elif cfg.resume:
         print(f"no checkpoint in {run_dir}: starting from step 0", file=sys.stderr)
 
-    if setup.on_policy:
+    if looped:
         per_call = 1                            # one iteration per training step
-        step_fn = setup.on_policy_loop()
+        if setup.simulates:
+            from rlcore.training.simulation import SimulationLoop
+            step_fn = SimulationLoop(setup)
+        else:
+            step_fn = setup.on_policy_loop()
         if restored is not None and restored.get("loop"):
             step_fn.load_state_dict(restored["loop"])
     elif setup.online:
@@ -434,6 +482,8 @@ def train(cfg: DictConfig) -> list[RunResult]:
     count, updates, tick = 0, 0, time.perf_counter()
     try:
         for step in range(start + per_call, t.steps + 1, per_call):
+            if getattr(step_fn, "stopped", False):   # early stopping (a simulator's dev cost)
+                break
             metrics = step_fn(step)  # None while an online agent only collects
             if step in phase_starts and not setup.online:   # a new stage: a new compiled update
                 agent.begin_phase(step)
@@ -463,14 +513,20 @@ def train(cfg: DictConfig) -> list[RunResult]:
                     history.append({"step": step, **result})
                     logger.log("eval", step, result)
                 bar.set_postfix(score=mean_score(results))
-                if setup.online and not setup.on_policy:  # behaviour-policy snapshots (SAC)
+                if hasattr(step_fn, "after_eval"):        # keeps the best dev policy; may stop
+                    step_fn.after_eval(step, results)
+                if setup.online and not looped:           # behaviour-policy snapshots (SAC)
                     save_policy_snapshot(run_dir, step, agent, results[0])
-            if step % t.checkpoint_every == 0 or step == t.steps:
+            stopping = getattr(step_fn, "stopped", False)
+            if step % t.checkpoint_every == 0 or step == t.steps or stopping:
                 save_checkpoint(run_dir, step, capture_state(step, evals, setup, step_fn),
                                 t.keep_checkpoints)
             if count == 0:
                 tick = time.perf_counter()  # updates/s excludes evaluation and saving
             bar.update(per_call)
+            if stopping:
+                bar.write(f"early stopping at step {step}: no better dev cost since step "
+                          f"{step_fn.best_step}")
     finally:
         bar.close()
         for logger in loggers:
@@ -479,14 +535,25 @@ def train(cfg: DictConfig) -> list[RunResult]:
         if setup.online:
             step_fn.close()
 
+    tested = {}
+    if setup.simulates:                         # the kept policy on the test set
+        tested = step_fn.test()
+        loggers = [RunLogger(d, cfg) for d in dirs]
+        for logger in loggers:
+            logger.log("test", t.steps, tested)
+            logger.close()
+        atomic_write_text(run_dir / "test.json", json.dumps(tested, indent=1))
     results = []
     for seed, d, history in zip(seeds, dirs, evals):
         plot_run(read_metrics(d), d / "curve.png", f"{cfg.agent.name} on {dataset_label(cfg)}, seed {seed}")
         scores = [e["score_mean"] for e in history]
-        result = RunResult(d, cfg.agent.name, dataset_label(cfg), int(seed), int(t.steps),
+        best = min if setup.reference.lower_is_better else max
+        result = RunResult(d, cfg.agent.name, dataset_label(cfg), int(seed),
+                           int(history[-1]["step"]) if setup.simulates and history else int(t.steps),
                            scores[-1] if scores else float("nan"),
-                           max(scores) if scores else float("nan"), setup.reference.source,
-                           history[-1]["return_mean"] if history else float("nan"))
+                           best(scores) if scores else float("nan"), setup.reference.source,
+                           history[-1].get("return_mean", float("nan")) if history else float("nan"),
+                           tested.get("test_cost", float("nan")), tested.get("optimum", float("nan")))
         write_summary(d / "summary.json", result)
         results.append(result)
     if len(seeds) > 1:

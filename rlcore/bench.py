@@ -144,6 +144,10 @@ def run_bench(overrides: list[str]) -> list[dict]:
             raise ConfigError(f"agent={name} is on-policy: it has no batch update to time. Its "
                               "seconds per iteration are in every run's metrics (iteration_s, "
                               "sample_s) and side by side in benchmarks/policy_gradients.py")
+        if AGENTS.get(name).simulates:
+            raise ConfigError(f"agent={name} learns from a simulator, not from batches of "
+                              "transitions; its steps per second are in every run's metrics "
+                              "(updates_per_s) and training seconds in benchmarks/inventory.py")
         agent_cfg = load_config([*overrides, f"agent={name}"]) if name != cfg.agent.name else cfg
         results.append(bench_agent(agent_cfg))
         if int(cfg.bench.sustained):

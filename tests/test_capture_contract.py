@@ -21,7 +21,8 @@ from tests.conftest import agent_and_buffer
 
 BATCH = 64
 # on-policy agents learn in iterate(sample) between environment episodes: no captured update
-UPDATES_FROM_BATCHES = [n for n in AGENTS.names() if not AGENTS.get(n).on_policy]
+UPDATES_FROM_BATCHES = [n for n in AGENTS.names()
+                        if not (AGENTS.get(n).on_policy or AGENTS.get(n).simulates)]
 
 
 def agent_on_cpu(name: str):

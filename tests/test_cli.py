@@ -35,10 +35,11 @@ def test_help_and_list(capsys):
 
 @pytest.mark.parametrize("args, message", [
     (["agent=odise"], "unknown agent 'odise'; valid agents: a2pr, bc, bc_all, cpl, fdvl, gcbc, gcdt, gciql, "
-                         "gcivl, harpg, hiql, iql, nharpg, npg_igt, nsgdm, odice, odice_il, pearl, pg, "
-                         "piql, recoil, rvs, sac, sft, smore, td3bc"),
+                         "gcivl, harpg, hdpo, hiql, iql, nharpg, npg_igt, nsgdm, odice, odice_il, pearl, pg, "
+                         "piql, recoil, reinforce, rvs, sac, sft, smore, td3bc"),
     (["env=hoper"], "unknown env 'hoper'; valid envs: acrobot, ant, cartpole, cube-single, halfcheetah, hopper, "
-                       "humanoid, metaworld-bin-picking, metaworld-button-press-topdown, metaworld-door-open, "
+                       "humanoid, inventory-one-store-backlogged, inventory-one-store-lost, inventory-one-warehouse, "
+                       "inventory-serial, metaworld-bin-picking, metaworld-button-press-topdown, metaworld-door-open, "
                        "metaworld-drawer-open, metaworld-plate-slide, metaworld-sweep-into, "
                        "pointmaze-large, pointmaze-medium, reacher, swimmer, walker2d"),
     (["env.dataset=hopper-mediun"], "unknown dataset 'hopper-mediun'; valid: "),

@@ -46,6 +46,7 @@ class Spec:
 class Agent(nn.Module):
     multi_seed = True       # False: one seed per process, no seed dimension (online SAC)
     on_policy = False       # True: learns in iterate(sample) from its own episodes, no buffer
+    simulates = False       # True: learns from a simulator's scenarios, update(scenarios), no buffer
     config_schema: dict = {}  # rules for this agent's own config keys (rlcore.schema)
     update_cycle = 1        # updates after which Python-side state repeats (CUDA-graph capture)
 

@@ -211,7 +211,7 @@ class InventoryAgent(Agent):
     gradient step on a batch of training scenarios; `cost(scenarios)` is the policy's cost per
     period and store, warm-up periods left out."""
     multi_seed = False       # one policy per process; seeds run as a sweep
-    simulates = True
+    simulates = True         # the trainer's simulator loop (rlcore.training.simulation)
 
     def __init__(self, spec: Spec, cfg):
         super().__init__(spec, cfg)

@@ -73,7 +73,7 @@ class Setup:
 
     @property
     def simulates(self) -> bool:
-        return bool(getattr(self.agent, "simulates", False))
+        return self.agent.simulates
 
     def evaluator(self, episodes: int | None = None) -> Evaluator:
         if self.simulates:                      # the dev set's cost per period
@@ -134,9 +134,9 @@ def build_agent(cfg: DictConfig, spec: Spec, device: torch.device,
 
 def simulates(cfg: DictConfig) -> bool:
     """Whether the run learns from a simulator; a clear error when agent and env disagree."""
-    agent_sim = bool(getattr(AGENTS.get(cfg.agent.name), "simulates", False))
+    agent_sim = AGENTS.get(cfg.agent.name).simulates
     env_sim = bool(cfg.env.get("simulator"))
-    sim_agents = [n for n in AGENTS.names() if getattr(AGENTS.get(n), "simulates", False)]
+    sim_agents = [n for n in AGENTS.names() if AGENTS.get(n).simulates]
     if agent_sim and not env_sim:
         raise ConfigError(f"agent={cfg.agent.name} learns from a simulator; env={cfg.env.name} is "
                           "not one. Use an inventory env: inventory-one-store-lost, "

@@ -191,6 +191,8 @@ def test_hdpo_run_reports_test_cost_optimum_and_gap_and_resumes_exactly(tmp_path
     tested = json.loads((tmp_path / "full" / "test.json").read_text())
     assert tested["gap_pct"] == pytest.approx(100 * (full.test_cost - full.optimum) / full.optimum)
     assert (tmp_path / "full" / "curve.png").exists()
+    from rlcore.evaluation.run import evaluate_run     # `rlcore eval`: the kept policy, tested again
+    assert evaluate_run(tmp_path / "full", device="cpu")["test_cost"] == pytest.approx(full.test_cost)
     half = load_config([*args, "trainer.steps=4", f"run_dir={tmp_path / 'half'}"])
     train(half)
     resumed = load_config([*args, f"resume={tmp_path / 'half'}"])

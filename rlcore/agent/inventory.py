@@ -251,14 +251,17 @@ class InventoryAgent(Agent):
         return norm
 
     @torch.no_grad()
-    def cost(self, scenarios: Scenarios, integer: bool = False) -> float:
-        """Mean cost per period and store over the periods after the warm-up."""
-        total = torch.zeros((), device=scenarios.initial.device)
+    def scenario_costs(self, scenarios: Scenarios, integer: bool = False) -> torch.Tensor:
+        """Each scenario's cost per period and store over the periods after the warm-up [B]."""
+        total = torch.zeros(scenarios.samples, device=scenarios.initial.device)
         for t, (_, _, cost) in enumerate(rollout(self.policy, self.dynamics, scenarios, integer)):
             if t >= scenarios.ignore:
-                total += cost.sum()
-        periods = scenarios.periods - scenarios.ignore
-        return float(total) / (scenarios.samples * periods * self.problem.n_stores)
+                total += cost
+        return total / ((scenarios.periods - scenarios.ignore) * self.problem.n_stores)
+
+    def cost(self, scenarios: Scenarios, integer: bool = False) -> float:
+        """Mean cost per period and store over the periods after the warm-up."""
+        return float(self.scenario_costs(scenarios, integer).mean())
 
     def policy_action(self, obs, deterministic):
         raise NotImplementedError("inventory policies act on the simulator's state: use cost(scenarios)")

@@ -34,6 +34,14 @@ def evaluate_run(run_dir: Path, episodes: int | None = None, checkpoint: str | N
     agent = build_agent(cfg, Spec(**state["spec"]), dev)
     agent.load_state_dict(state["agent"])
     reference = Reference(**state["reference"])
+    if agent.simulates:                  # the kept policy on the run's test scenarios
+        from rlcore.training.simulation import kept_policy_cost
+        loop = state.get("loop") or {}
+        result = {"run_dir": str(run_dir), "checkpoint": path.name, "step": state["step"],
+                  "agent": cfg.agent.name, "setting": dataset_label(cfg),
+                  **kept_policy_cost(cfg, agent, loop.get("best_policy"), dev)}
+        atomic_write_text(run_dir / f"eval-{path.stem}.json", json.dumps(result, indent=2))
+        return result
     evaluator = make_evaluator(cfg, episodes or cfg.trainer.eval_episodes, reference, dev,
                                agent.spec)
     try:

@@ -28,6 +28,22 @@ def known_optimum(problem_key: str):
     return optimum(InventoryProblem.from_dict(json.loads(problem_key)))
 
 
+def kept_policy_cost(cfg, agent, best_policy: dict | None, device) -> dict:
+    """The kept policy (the best dev cost's, else the agent's own) on the test set: cost per
+    period and store (warm-up left out, orders rounded for integer demand) with its standard
+    error over scenarios, the setting's known optimum and the gap to it in percent."""
+    if best_policy is not None:
+        agent.policy.load_state_dict(best_policy)
+    test = scenario_set(cfg, agent.problem, "test", device)
+    costs = agent.scenario_costs(test, integer=agent.problem.integer_demand)
+    out = {"test_cost": float(costs.mean()), "test_cost_se": float(costs.std() / len(costs) ** 0.5)}
+    optimum = known_optimum(json.dumps(agent.problem.to_dict()))
+    if optimum is not None:
+        out.update(optimum=optimum.cost, gap_pct=100 * (out["test_cost"] - optimum.cost) / optimum.cost,
+                   optimum_how=optimum.how)
+    return out
+
+
 class SimulationLoop:
     def __init__(self, setup):
         cfg = setup.cfg
@@ -63,18 +79,8 @@ class SimulationLoop:
             self.stopped = True
 
     def test(self) -> dict:
-        """The kept policy's cost per period on the test set (warm-up left out, orders rounded
-        for integer demand), the setting's known optimum and the gap to it in percent."""
-        if self.best_policy is not None:
-            self.agent.policy.load_state_dict(self.best_policy)
-        test = scenario_set(self.cfg, self.problem, "test", self.device)
-        cost = self.agent.cost(test, integer=self.problem.integer_demand)
-        optimum = known_optimum(json.dumps(self.problem.to_dict()))
-        out = {"test_cost": cost, "best_dev_cost": self.best_cost, "best_step": self.best_step}
-        if optimum is not None:
-            out.update(optimum=optimum.cost, gap_pct=100 * (cost - optimum.cost) / optimum.cost,
-                       optimum_how=optimum.how)
-        return out
+        out = kept_policy_cost(self.cfg, self.agent, self.best_policy, self.device)
+        return {**out, "best_dev_cost": self.best_cost, "best_step": self.best_step}
 
     def stats(self) -> dict:
         return {"epochs": self.epochs, "best_dev_cost": self.best_cost}

@@ -1,4 +1,4 @@
-"""`rlcore`: train, eval, list, bench. Overrides use Hydra's syntax (`key=value`, `-m a=1,2`)."""
+"""`rlcore`: train, eval, list, data, bench, report. Overrides use Hydra's syntax (`key=value`, `-m a=1,2`)."""
 from __future__ import annotations
 
 import argparse
@@ -20,6 +20,8 @@ EPILOG = """examples:
   rlcore list
   rlcore data info hopper-pd-noisy
   rlcore bench agent=odice device=cpu
+  rlcore report agents=[iql,odice] datasets=[hopper-medium] seeds=3 trainer.steps=100000
+  rlcore report --from runs/report --out docs/report
 """
 
 
@@ -204,6 +206,13 @@ def cmd_data(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    from rlcore.report import run_report
+    print(run_report(args.overrides, Path(args.out), Path(args.runs),
+                     Path(args.from_dir) if args.from_dir else None))
+    return 0
+
+
 def cmd_bench(args) -> int:
     from rlcore.bench import run_bench
     run_bench(args.overrides)
@@ -244,6 +253,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="size of a generated dataset (default: the recipe's own, 1M for most)")
     p.add_argument("--seed", type=int, default=0, help="seed of a generated dataset")
     p.set_defaults(func=cmd_data)
+    p = sub.add_parser("report", help="train a grid's missing cells, then write its results page",
+                       description="Train the missing cells of agents x datasets x seeds (locally, on "
+                       "Ray or SLURM), then write OUT.md/.json and plots from the run folders.")
+    p.add_argument("overrides", nargs="*", help="agents=[iql,odice] datasets=[hopper-medium] seeds=3 "
+                   "launcher=local|ray|slurm launcher.jobs=2 trainer.steps=100000 ...")
+    p.add_argument("--out", default="report", help="writes OUT.md, OUT.json, OUT-curves.png, OUT-profile.png")
+    p.add_argument("--runs", default="runs/report", help="where the cells' run folders go")
+    p.add_argument("--from", dest="from_dir", default=None, help="report the finished runs under "
+                   "this folder; train nothing")
+    p.set_defaults(func=cmd_report)
     p = sub.add_parser("bench", help="updates/s of an agent's update (a benchmark, not a test)")
     p.add_argument("overrides", nargs="*", help="agent=odice device=cpu bench.batch_size=256 ...")
     p.set_defaults(func=cmd_bench)

@@ -31,11 +31,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
-import subprocess
 import sys
-from datetime import date
 from pathlib import Path
 
 import numpy as np
@@ -168,17 +164,8 @@ def write_plot(env: str, args, path: Path) -> None:
 
 
 def label() -> str:
-    import torch
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                            text=True).stdout.strip() or "unknown"
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{date.today().isoformat()}, commit {commit}, {cpu} ({os.cpu_count()} cores), "
-            f"torch {torch.__version__}")
+    from rlcore.report import label as run_label
+    return run_label()
 
 
 def write_table(summary: dict, args) -> str:

@@ -14,6 +14,14 @@ import matplotlib.pyplot as plt  # noqa: E402
 from rlcore.fileio import atomic_write  # noqa: E402
 
 
+def save(fig, path: Path) -> Path:
+    """Lay out, write atomically as PNG, close."""
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    plt.close(fig)
+    return path
+
+
 def plot_run(rows: list[dict], path: Path, title: str) -> Path:
     evals = [r for r in rows if r["kind"] == "eval"]
     train = [r for r in rows if r["kind"] == "train"]
@@ -53,10 +61,7 @@ def plot_run(rows: list[dict], path: Path, title: str) -> Path:
         ax.plot([r["step"] for r in rows], [r[key] for r in rows])
         ax.set(xlabel="updates", ylabel="mean over log interval", title=key)
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_on_policy_run(train: list[dict], evals: list[dict], path: Path, title: str) -> Path:
@@ -77,10 +82,7 @@ def plot_on_policy_run(train: list[dict], evals: list[dict], path: Path, title: 
     norms.set(xlabel="iteration", ylabel="norm", yscale="log", title="||g_t||, ||d_t||")
     norms.legend(fontsize=8)
     norms.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save(fig, path)
 
 
 def plot_cost_run(rows: list[dict], path: Path, title: str) -> Path:
@@ -108,7 +110,4 @@ def plot_cost_run(rows: list[dict], path: Path, title: str) -> Path:
     ax.set(xlabel="gradient steps", ylabel="cost per period and store", title=title)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
-    plt.close(fig)
-    return path
+    return save(fig, path)

@@ -57,6 +57,8 @@ def launch(cells: list[Cell], launcher: dict) -> None:
     if kind not in LAUNCHERS:
         raise ConfigError(f"launcher={kind!r}; valid: {', '.join(LAUNCHERS)}")
     todo = [c for c in cells if not c.finished]
+    print(f"{len(cells) - len(todo)} of {len(cells)} cells finished already; {len(todo)} to train "
+          f"({kind})", file=sys.stderr, flush=True)
     if not todo:
         return
     {"local": run_local, "ray": run_ray, "slurm": run_slurm}[kind](todo, launcher)
@@ -69,8 +71,9 @@ def run_local(cells: list[Cell], launcher: dict) -> None:
         raise ConfigError(f"launcher.jobs={jobs}: need at least 1")
     errors: list[BaseException | None] = []
     if jobs == 1:
-        for cell in cells:
-            print(f"== {cell.agent} on {cell.dataset}: {cell.run_dir}", file=sys.stderr, flush=True)
+        for i, cell in enumerate(cells):
+            print(f"[{i + 1}/{len(cells)}] {cell.agent} on {cell.dataset}: {cell.run_dir}",
+                  file=sys.stderr, flush=True)
             try:
                 train_cell(list(cell.overrides), cell.run_dir)
                 errors.append(None)

@@ -254,3 +254,16 @@ def test_scenario_sets_are_fixed_by_their_seed_and_streamed_sets_repeat():
     assert s.periods == 250 and torch.equal(first, second)
     assert first.mean().item() == pytest.approx(5.0, rel=0.1)
     assert isinstance(initial_state(prob, Scenarios(a.demands, a.initial, 5))["stores"], torch.Tensor)
+
+
+def test_hdpo_loss_counts_the_warm_up_unless_told_not_to():
+    from rlcore.training.trainer import prepare
+    for warmup, counted in ((True, slice(None)), (False, slice(4, None))):
+        cfg = load_config(["agent=hdpo", "env=inventory-one-store-backlogged", "agent.policy=base_stock",
+                           f"agent.warmup_in_loss={str(warmup).lower()}", "agent.lr=0", *TINY])
+        agent = prepare(cfg, torch.device("cpu"), progress=False).agent
+        agent.optimizer = torch.optim.Adam(agent.policy.parameters(), lr=0.0)
+        scenarios = draw_scenarios(agent.problem, 16, 12, 4, seed=1)
+        with torch.no_grad():
+            costs = torch.stack([c for _, _, c in rollout(agent.policy, agent.dynamics, scenarios)])
+        assert agent.update(scenarios)["loss"].item() == pytest.approx(costs[counted].mean().item(), rel=1e-6)

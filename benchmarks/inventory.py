@@ -160,8 +160,12 @@ def write_tables(results: dict, args) -> str:
                          f"{fmt(v.get('gap_pct'), 2)} | {cost_se(c)} | {fmt(c.get('gap_pct'), 2)} |")
     lines += ["", "## One store, backlogged (Normal 5, 1.6, h = 1): base-stock against the closed form", "",
               "| p | L | optimum | policy | test cost | gap % |", "|---|---|---|---|---|---|"]
-    for name, r in sorted(results.items()):
-        if name.startswith("backlogged-") and r:
+    def by_p_and_lead(item):
+        _, p, lead, policy = item[0].split("-", 3)
+        return int(p[1:]), int(lead[1:]), policy
+    for name, r in sorted(((k, v) for k, v in results.items() if k.startswith("backlogged-")),
+                          key=by_p_and_lead):
+        if r:
             _, p, lead, policy = name.split("-", 3)
             policy = policy.replace("-nowarmup", " (loss after the warm-up)")
             lines.append(f"| {p[1:]} | {lead[1:]} | {fmt(r.get('optimum'))} | {policy} | "

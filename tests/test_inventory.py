@@ -207,6 +207,10 @@ def test_early_stopping_and_a_fixed_heuristic(tmp_path):
                                 f"run_dir={tmp_path}"]))[0]
     assert result.steps == 4                   # nothing to learn: stops at the first dev cost
     assert np.isnan(result.optimum) and result.test_cost > 0
+    frozen = train(load_config(["agent=hdpo", "env=inventory-one-store-lost", "agent.policy=base_stock",
+                                "agent.lr=1e-12", "agent.patience=8", "trainer.steps=40", *TINY,
+                                f"run_dir={tmp_path / 'frozen'}"]))[0]
+    assert frozen.steps == 12                  # best at 4; no better dev cost by 4 + 8
 
 
 @pytest.mark.parametrize("policy", ["vanilla", "symmetry_aware"])

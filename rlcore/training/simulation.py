@@ -62,7 +62,7 @@ class SimulationLoop:
             return None
         if self.order is None or self.position >= len(self.order):
             self.order = torch.randperm(self.train_set.samples, generator=self.generator)
-            self.position, self.epochs = 0, self.epochs + (self.order is not None)
+            self.position, self.epochs = 0, self.epochs + 1       # epochs begun
         index = self.order[self.position:self.position + self.batch_size].to(self.device)
         self.position += self.batch_size
         return self.agent.update(self.train_set.subset(index))
@@ -73,9 +73,7 @@ class SimulationLoop:
         if cost < self.best_cost:
             self.best_cost, self.best_step = cost, step
             self.best_policy = copy.deepcopy(self.agent.policy.state_dict())
-        elif step - self.best_step >= self.patience or not self.agent.trainable:
-            self.stopped = True
-        if not self.agent.trainable:
+        if not self.agent.trainable or step - self.best_step >= self.patience:
             self.stopped = True
 
     def test(self) -> dict:

@@ -32,6 +32,7 @@ import numpy as np
 
 from rlcore.errors import ConfigError, UserError
 from rlcore.fileio import atomic_write_text
+from rlcore.evaluation.scores import COST
 from rlcore.training.launchers import Cell, launch
 
 REPORT_KEYS = ("agents", "datasets", "seeds", "launcher")
@@ -151,8 +152,13 @@ def read_run(run_dir: Path) -> list[dict]:
     return records
 
 
-def collect(folders: list[Path]) -> list[dict]:
-    return [r for folder in folders if (folder / "summary.json").exists() for r in read_run(folder)]
+def collect(folders: list[Path], root: Path) -> list[dict]:
+    """The records of the finished folders, each run folder named relative to `root` (so the
+    page's JSON does not name this machine)."""
+    records = [r for folder in folders if (folder / "summary.json").exists() for r in read_run(folder)]
+    for r in records:
+        r["run_dir"] = os.path.relpath(r["run_dir"], root.resolve())
+    return records
 
 
 def finished_runs(root: Path) -> list[Path]:
@@ -231,8 +237,9 @@ def write_page(records: list[dict], out: Path, command: str) -> str:
     for dataset in datasets:
         agents = [a for d, a in cells if d == dataset]
         reference = cells[(dataset, agents[0])][0]["reference"]
-        cost = cells[(dataset, agents[0])][0].get("test_cost") is not None
-        lines += [f"## {dataset}", "", f"Score: {reference}.", ""]
+        cost = reference == COST.source                # a simulator: test cost and optimum
+        what = f"D4RL normalized score (reference returns: {reference})" if reference.startswith("D4RL") else reference
+        lines += [f"## {dataset}", "", f"Score: {what}; mean ± std over seeds, n seeds.", ""]
         if cost:
             lines += ["| agent | n | test cost | optimum | gap % | best dev cost |", "|---|---|---|---|---|---|"]
         else:
@@ -345,7 +352,7 @@ def run_report(args: list[str], out: Path, runs: Path, from_dir: Path | None = N
         launch(cells, request.launcher)
         folders = [Path(c.run_dir) for c in cells]
         command = "rlcore report " + " ".join(args)
-    records = collect(folders)
+    records = collect(folders, from_dir if from_dir is not None else runs)
     if not records:
         raise UserError("no finished runs to report")
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -301,7 +301,7 @@ def write_curves(cells: dict, datasets: list[str], path: Path) -> None:
     for ax in axes.flat[len(datasets):]:
         ax.set_visible(False)
     for ax, dataset in zip(axes.flat, datasets):
-        for (d, agent), rs in cells.items():
+        for (d, agent), rs in sorted(cells.items()):     # agents in name order, as the profiles
             if d != dataset or not rs[0]["curve"]:
                 continue
             steps = sorted({s for r in rs for s, _ in r["curve"]})

@@ -421,8 +421,10 @@ def train(cfg: DictConfig) -> list[RunResult]:
     looped = setup.on_policy or setup.simulates     # the agent runs its own data between steps
     mode = "eager" if looped else resolve_mode(t.compile, device, t.steps)
     if looped and t.compile not in ("auto", "eager"):
-        raise ConfigError(f"trainer.compile={t.compile}: agent={cfg.agent.name} runs episodes or "
-                          "simulations between its steps, not a batch update; use auto or eager")
+        what = ("is on-policy: its iteration runs episodes in the environment" if setup.on_policy
+                else "learns from a simulator: its step runs simulations")
+        raise ConfigError(f"trainer.compile={t.compile}: agent={cfg.agent.name} {what}, not a "
+                          "batch update; use auto or eager")
     adam = t.get("captured_adam", DEFAULT_CAPTURED_ADAM)   # run folders from before the option
     check_captured_adam(adam)
     set_matmul_precision(t.get("matmul_precision", "highest"))

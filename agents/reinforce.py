@@ -16,7 +16,7 @@ import math
 
 import torch
 
-from rlcore.agent.inventory import POLICIES, InventoryAgent, rollout
+from rlcore.agent.inventory import POLICIES, InventoryAgent, order_sizes, rollout
 from rlcore.envs.inventory import Scenarios
 from rlcore.registry import register_agent
 from rlcore.schema import choice, count, number, optional, positive, sizes
@@ -25,25 +25,19 @@ from rlcore.schema import choice, count, number, optional, positive, sizes
 class GaussianOrders(torch.nn.Module):
     """Orders drawn around the wrapped policy's; records each period's log-likelihood."""
 
-    def __init__(self, policy: torch.nn.Module, init_std: float):
+    def __init__(self, policy: torch.nn.Module, sizes: dict[str, int], init_std: float):
         super().__init__()
         self.policy = policy
-        self.log_std = torch.nn.ParameterDict()
-        self.init_std = init_std
+        self.log_std = torch.nn.ParameterDict(
+            {key: torch.nn.Parameter(torch.full((n,), math.log(init_std))) for key, n in sizes.items()})
         self.log_probs: list[torch.Tensor] = []
 
     def forward(self, state: dict) -> dict:
-        means = self.policy(state)
-        orders = {}
-        logp = 0.0
-        for key, mean in means.items():
-            if key not in self.log_std:
-                self.log_std[key] = torch.nn.Parameter(
-                    torch.full(mean.shape[1:], math.log(self.init_std), device=mean.device))
+        orders, logp = {}, 0.0
+        for key, mean in self.policy(state).items():
             std = self.log_std[key].exp()
             draw = (mean + std * torch.randn_like(mean)).detach()
-            dist = torch.distributions.Normal(mean, std)
-            logp = logp + dist.log_prob(draw).sum(1)
+            logp = logp + torch.distributions.Normal(mean, std).log_prob(draw).sum(1)
             orders[key] = draw.clamp_min(0)
         self.log_probs.append(logp)
         return orders
@@ -57,15 +51,8 @@ class Reinforce(InventoryAgent):
 
     def __init__(self, spec, cfg):
         super().__init__(spec, cfg)
-        self.explore = GaussianOrders(self.policy, float(cfg.init_std))
-        probe = next(rollout(self.explore, self.dynamics, self._probe()))   # creates log_std
-        del probe
-        self.explore.log_probs.clear()
+        self.explore = GaussianOrders(self.policy, order_sizes(self.problem), float(cfg.init_std))
         self.optimizer = torch.optim.Adam(self.explore.parameters(), lr=self.lr)
-
-    def _probe(self) -> Scenarios:
-        n, k = self.problem.n_stores, self.problem.store_slots
-        return Scenarios(torch.zeros(1, n, 1), torch.zeros(1, n, k), 0)
 
     def update(self, scenarios: Scenarios) -> dict[str, torch.Tensor]:
         # orders are detached draws: the costs carry no gradient, the log-likelihoods do

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from rlcore.agent import Agent, Spec
+from rlcore.agent.nets import MLP
 from rlcore.envs.inventory import Dynamics, InventoryProblem, Scenarios, initial_state
 from rlcore.errors import ConfigError
 
@@ -31,13 +32,24 @@ POLICY_DEFAULTS = {
 }
 
 
-def mlp(sizes: list[int], out: int) -> nn.Sequential:
-    """LazyLinear first (the input size follows the setting), ELU between layers."""
-    layers: list[nn.Module] = []
-    for i, width in enumerate(sizes):
-        layers += [nn.LazyLinear(width) if i == 0 else nn.Linear(sizes[i - 1], width), nn.ELU()]
-    layers.append(nn.Linear(sizes[-1], out) if sizes else nn.LazyLinear(out))
-    return nn.Sequential(*layers)
+def state_dim(problem: InventoryProblem) -> int:
+    """The size of the flattened state: every location's inventory slots."""
+    size = problem.n_stores * problem.store_slots
+    if problem.has_warehouse:
+        size += problem.warehouse_lead_time
+    if problem.echelon_lead_time:
+        size += len(problem.echelon_lead_time) * max(problem.echelon_lead_time)
+    return size
+
+
+def order_sizes(problem: InventoryProblem) -> dict[str, int]:
+    """How many orders each kind of location places per period."""
+    sizes = {"stores": problem.n_stores}
+    if problem.has_warehouse:
+        sizes["warehouse"] = 1
+    if problem.echelon_lead_time:
+        sizes["echelons"] = len(problem.echelon_lead_time)
+    return sizes
 
 
 def flat_state(state: dict) -> torch.Tensor:
@@ -60,7 +72,7 @@ class Vanilla(nn.Module):
         self.problem = problem
         outputs = {"one_store": 1, "serial": 2 + len(problem.echelon_lead_time),
                    "one_warehouse": problem.n_stores + 1}[problem.setting]
-        self.net = mlp(hidden, outputs)
+        self.net = MLP(state_dim(problem), hidden, outputs, activation=nn.ELU)
         self.upper = problem.upper_bound()
 
     def forward(self, state: dict) -> dict:
@@ -137,9 +149,9 @@ class SymmetryAware(nn.Module):
 
     def __init__(self, problem: InventoryProblem, hidden: list[int]):
         super().__init__()
-        self.context = nn.Sequential(mlp([256], 256), nn.Sigmoid())
-        self.store = mlp(hidden, 1)
-        self.warehouse = mlp([16, 16], 1)
+        self.context = nn.Sequential(MLP(state_dim(problem), [256], 256, activation=nn.ELU), nn.Sigmoid())
+        self.store = MLP(problem.store_slots + 4 + 256, hidden, 1, activation=nn.ELU)
+        self.warehouse = MLP(problem.warehouse_lead_time + 256, [16, 16], 1, activation=nn.ELU)
         params = np.stack([problem.mean, problem.std, problem.underage, problem.lead_time], 1)
         self.register_buffer("store_params", torch.as_tensor(params, dtype=torch.float32))
         self.upper = problem.upper_bound()
@@ -218,10 +230,6 @@ class InventoryAgent(Agent):
         self.problem = InventoryProblem.from_dict(spec.problem)
         self.policy, authors_lr = make_policy(cfg.policy, self.problem, cfg.get("hidden"))
         self.lr = authors_lr if cfg.get("lr") is None else float(cfg.lr)
-        probe = Scenarios(torch.zeros(1, self.problem.n_stores, 1),
-                          torch.zeros(1, self.problem.n_stores, self.problem.store_slots), 0)
-        with torch.no_grad():                      # materialise the lazy first layers
-            self.policy(initial_state(self.problem, probe))
         params = list(self.policy.parameters())
         self.optimizer = torch.optim.Adam(params, lr=self.lr) if params and self.lr > 0 else None
         self._dynamics: Dynamics | None = None

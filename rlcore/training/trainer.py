@@ -481,6 +481,7 @@ def train(cfg: DictConfig) -> list[RunResult]:
         bar.set_postfix(score=mean_score([e[-1] for e in evals]))
     sums: dict[str, torch.Tensor] = {}
     counts: dict[str, int] = {}   # a metric's updates: TD3's actor metrics come every 2nd one
+    tested: dict = {}                 # a simulator run's test cost, optimum and gap
     count, updates, tick = 0, 0, time.perf_counter()
     try:
         for step in range(start + per_call, t.steps + 1, per_call):
@@ -529,6 +530,11 @@ def train(cfg: DictConfig) -> list[RunResult]:
             if stopping:
                 bar.write(f"early stopping at step {step}: no better dev cost since step "
                           f"{step_fn.best_step}")
+        if setup.simulates:                     # the kept policy on the test set
+            tested = step_fn.test()
+            for logger in loggers:
+                logger.log("test", t.steps, tested)
+            atomic_write_text(run_dir / "test.json", json.dumps(tested, indent=1))
     finally:
         bar.close()
         for logger in loggers:
@@ -537,14 +543,6 @@ def train(cfg: DictConfig) -> list[RunResult]:
         if setup.online:
             step_fn.close()
 
-    tested = {}
-    if setup.simulates:                         # the kept policy on the test set
-        tested = step_fn.test()
-        loggers = [RunLogger(d, cfg) for d in dirs]
-        for logger in loggers:
-            logger.log("test", t.steps, tested)
-            logger.close()
-        atomic_write_text(run_dir / "test.json", json.dumps(tested, indent=1))
     results = []
     for seed, d, history in zip(seeds, dirs, evals):
         plot_run(read_metrics(d), d / "curve.png", f"{cfg.agent.name} on {dataset_label(cfg)}, seed {seed}")

@@ -202,7 +202,7 @@ def mean_std(values) -> str:
 
 
 def percent_scale(reference: str) -> bool:
-    return reference.startswith(PERCENT) or reference.startswith("success")
+    return reference.startswith(PERCENT)
 
 
 def aggregates(records: list[dict]) -> dict:
@@ -346,8 +346,8 @@ def run_report(args: list[str], out: Path, runs: Path, from_dir: Path | None = N
     else:
         request = ReportRequest.parse(args)
         cells = plan(request, runs)
+        from rlcore.config import load_config
         for cell in cells:                  # every cell's config checked before any training
-            from rlcore.config import load_config
             load_config([*cell.overrides, f"run_dir={cell.run_dir}"])
         launch(cells, request.launcher)
         folders = [Path(c.run_dir) for c in cells]
